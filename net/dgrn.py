@@ -1,0 +1,117 @@
+"""Degradation-Guided Restoration Network (Sec. 3.2 of the AirNet paper).
+
+DGRN = head conv -> 5 DGG -> conv (+ head skip) -> tail conv. Each DGG stacks 5 DGB, each DGB
+two DGM; a DGM adds to its input a deformable conv and an SFT modulation, both steered by the
+encoder's feature map ``inter``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from net.deform_conv import DCN_layer
+
+
+def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
+    """The official ``default_conv``: 3x3, padding 1, with bias."""
+    return nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=True)
+
+
+def _modulation_branch(channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(channels, channels, 1, bias=False),
+        nn.LeakyReLU(0.1, inplace=True),
+        nn.Conv2d(channels, channels, 1, bias=False),
+    )
+
+
+class SFT_layer(nn.Module):  # noqa: N801 - name of the official module
+    """Spatial feature transform: x * gamma(inter) + beta(inter)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv_gamma = _modulation_branch(channels)
+        self.conv_beta = _modulation_branch(channels)
+
+    def forward(self, x: torch.Tensor, inter: torch.Tensor) -> torch.Tensor:
+        """x, inter: (N, C, H, W) -> (N, C, H, W)."""
+        return x * self.conv_gamma(inter) + self.conv_beta(inter)
+
+
+class DGM(nn.Module):
+    """Degradation-guided module: x + DCN(x | inter) + SFT(x | inter)."""
+
+    def __init__(self, channels: int, dcn_impl: str = "auto") -> None:
+        super().__init__()
+        self.dcn = DCN_layer(channels, channels, kernel_size=3, padding=1, impl=dcn_impl)
+        self.sft = SFT_layer(channels)
+
+    def forward(self, x: torch.Tensor, inter: torch.Tensor) -> torch.Tensor:
+        return x + self.dcn(x, inter) + self.sft(x, inter)
+
+
+class DGB(nn.Module):
+    """Degradation-guided block: DGM -> conv -> DGM -> conv, with a residual connection."""
+
+    def __init__(self, channels: int, dcn_impl: str = "auto") -> None:
+        super().__init__()
+        self.dgm1 = DGM(channels, dcn_impl)
+        self.dgm2 = DGM(channels, dcn_impl)
+        self.conv1 = conv3x3(channels, channels)
+        self.conv2 = conv3x3(channels, channels)
+        self.act = nn.LeakyReLU(0.1, inplace=True)
+
+    def forward(self, x: torch.Tensor, inter: torch.Tensor) -> torch.Tensor:
+        out = self.act(self.dgm1(x, inter))
+        out = self.act(self.conv1(out))
+        out = self.act(self.dgm2(out, inter))
+        return self.conv2(out) + x
+
+
+class DGG(nn.Module):
+    """Degradation-guided group: ``body`` = n_blocks DGB then a conv, with a residual."""
+
+    def __init__(self, channels: int, n_blocks: int = 5, dcn_impl: str = "auto") -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            *[DGB(channels, dcn_impl) for _ in range(n_blocks)], conv3x3(channels, channels)
+        )
+
+    def forward(self, x: torch.Tensor, inter: torch.Tensor) -> torch.Tensor:
+        *blocks, last = self.body
+        out = x
+        for block in blocks:
+            out = block(out, inter)
+        return last(out) + x
+
+
+class DGRN(nn.Module):
+    """Restorer: (N, 3, H, W) image and (N, n_feats, H, W) inter -> (N, 3, H, W) restored.
+
+    The output is the restored image itself, not a residual added to the input.
+    """
+
+    def __init__(
+        self,
+        n_feats: int = 64,
+        n_groups: int = 5,
+        n_blocks: int = 5,
+        dcn_impl: str = "auto",
+    ) -> None:
+        super().__init__()
+        self.head = nn.Sequential(conv3x3(3, n_feats))
+        self.body = nn.Sequential(
+            *[DGG(n_feats, n_blocks, dcn_impl) for _ in range(n_groups)],
+            conv3x3(n_feats, n_feats),
+        )
+        self.tail = nn.Sequential(conv3x3(n_feats, 3))
+
+    def forward(self, x: torch.Tensor, inter: torch.Tensor) -> torch.Tensor:
+        head = self.head(x)  # (N, n, H, W)
+        *groups, last = self.body
+        out = head
+        for group in groups:
+            out = group(out, inter)
+        out = last(out) + head
+        return self.tail(out)  # (N, 3, H, W)

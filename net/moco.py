@@ -1,0 +1,90 @@
+"""Momentum Contrast (He et al., "Momentum Contrast for Unsupervised Visual Representation
+Learning", CVPR 2020), as AirNet's CBDE uses it: positives are two crops of one degraded
+image, negatives are other degradations in the batch and the queue."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class MoCo(nn.Module):
+    """Query encoder, momentum key encoder and a queue of past keys.
+
+    Both encoders return ``(fea, out, inter)``; ``out`` is the projected embedding.
+    Buffers: ``queue`` (dim, K) with L2-normalised columns, ``queue_ptr`` (1,) long.
+    """
+
+    def __init__(
+        self,
+        encoder_q: nn.Module,
+        encoder_k: nn.Module,
+        dim: int = 256,
+        queue_size: int = 1280,
+        momentum: float = 0.999,
+        temperature: float = 0.07,
+    ) -> None:
+        super().__init__()
+        self.momentum = momentum
+        self.temperature = temperature
+        self.encoder_q = encoder_q
+        self.encoder_k = encoder_k
+        self.encoder_k.load_state_dict(self.encoder_q.state_dict())
+        self.encoder_k.requires_grad_(False)
+        self.register_buffer("queue", F.normalize(torch.randn(dim, queue_size), dim=0))
+        self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+
+    @property
+    def queue_size(self) -> int:
+        return self.queue.shape[1]
+
+    @torch.no_grad()
+    def _momentum_update_key_encoder(self) -> None:
+        q_params = list(self.encoder_q.parameters())
+        k_params = list(self.encoder_k.parameters())
+        torch._foreach_mul_(k_params, self.momentum)
+        torch._foreach_add_(k_params, q_params, alpha=1.0 - self.momentum)
+
+    @torch.no_grad()
+    def gather_keys(self, keys: torch.Tensor) -> torch.Tensor:
+        """(N, dim) -> (world_size * N, dim): every rank enqueues the same keys under DDP."""
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return keys
+        gathered = [torch.empty_like(keys) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, keys.contiguous())
+        return torch.cat(gathered, dim=0)
+
+    @torch.no_grad()
+    def _dequeue_and_enqueue(self, keys: torch.Tensor) -> None:
+        """Write keys (B, dim) at the pointer, wrapping around the end of the queue.
+
+        The official code asserts K % B == 0; wrapping instead lets any batch size train
+        with any queue length (a batch larger than K keeps its last K keys).
+        """
+        keys = keys[-self.queue_size :]
+        ptr = int(self.queue_ptr)
+        cols = (ptr + torch.arange(keys.shape[0], device=keys.device)) % self.queue_size
+        self.queue[:, cols] = keys.T.to(self.queue.dtype)
+        self.queue_ptr[0] = (ptr + keys.shape[0]) % self.queue_size
+
+    def forward(self, im_q: torch.Tensor, im_k: torch.Tensor | None = None) -> tuple:
+        """Training: (fea, logits (N, 1+K), labels (N,), inter). Eval: (fea, inter)."""
+        if not self.training:
+            fea, _, inter = self.encoder_q(im_q)
+            return fea, inter
+        if im_k is None:
+            raise ValueError("MoCo needs a key image in training mode")
+        fea, q, inter = self.encoder_q(im_q)
+        q = F.normalize(q, dim=1)  # (N, dim)
+        with torch.no_grad():
+            self._momentum_update_key_encoder()
+            _, k, _ = self.encoder_k(im_k)
+            k = F.normalize(k, dim=1)  # (N, dim)
+        l_pos = (q * k).sum(dim=1, keepdim=True)  # (N, 1)
+        l_neg = q @ self.queue.clone().detach().to(q.dtype)  # (N, K)
+        logits = torch.cat([l_pos, l_neg], dim=1) / self.temperature  # (N, 1+K)
+        labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+        self._dequeue_and_enqueue(self.gather_keys(k))
+        return fea, logits, labels, inter

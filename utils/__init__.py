@@ -1,0 +1,1 @@
+"""Data, degradations, image I/O, metrics and checkpoints for AirNet."""
