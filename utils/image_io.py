@@ -45,7 +45,7 @@ def _to_8bit(image: Image.Image) -> Image.Image:
         if image.mode == "F":
             peak = 1.0 if array.max() <= 1.0 else 255.0
         array = np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(array, mode="L")
+        return Image.fromarray(array)
     return image
 
 
