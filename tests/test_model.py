@@ -77,7 +77,9 @@ def test_eval_runs_query_encoder_only_and_leaves_queue_alone():
         model(torch.rand(2, 3, 12, 12))
     assert not calls
     assert torch.equal(queue, model.E.E.queue) and torch.equal(ptr, model.E.E.queue_ptr)
-    assert all(torch.equal(a, b) for a, b in zip(key_params, model.E.E.encoder_k.parameters()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(key_params, model.E.E.encoder_k.parameters(), strict=True)
+    )
 
 
 def test_training_outputs_and_no_gradient_into_key_encoder():
@@ -101,7 +103,7 @@ def test_momentum_update_of_key_encoder():
     q_before = [p.clone() for p in moco.encoder_q.parameters()]
     k_before = [p.clone() for p in moco.encoder_k.parameters()]
     model(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8))
-    for q, k0, k1 in zip(q_before, k_before, moco.encoder_k.parameters()):
+    for q, k0, k1 in zip(q_before, k_before, moco.encoder_k.parameters(), strict=True):
         torch.testing.assert_close(k1, 0.999 * k0 + 0.001 * q)
 
 
