@@ -1,0 +1,322 @@
+"""Evaluate AirNet on the paper's test sets: PSNR / SSIM comparable with the published table.
+
+Modes as in the official test.py: 0 denoise (sigma 15, 25, 50), 1 derain, 2 dehaze,
+3 all-in-one (all five). The protocol is the paper's by default:
+- each image is centre-cropped to a multiple of 16 (``--full_size`` keeps it whole);
+- noisy input = clip(cropped clean + N(0, 1) * sigma, 0, 255) truncated to uint8, from a seed
+  made of ``--seed``, the image's file name and sigma, so the noise of an image does not depend
+  on which other images are tested or in what order;
+- PSNR / SSIM per image on RGB in [0, 1] (the restored image clipped, not rounded, as the
+  official code scores it) with scikit-image, then averaged (``--y_channel`` scores luma).
+
+Writes ``results.csv`` (one row per image and task), ``summary.json`` and, with
+``--save_images``, the restored images under ``--output_path``; prints a summary table.
+Unreadable or unpaired files are reported with their path and skipped; the exit code is then 1.
+
+    python test.py --mode 3 --ckpt ckpt/All.pth --denoise_path data/test/denoise \
+        --derain_path data/test/derain --dehaze_path data/test/dehaze
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from net import load_airnet
+from utils.degradations import add_gaussian_noise, crop_to_multiple
+from utils.image_io import ImageReadError, image_to_tensor, read_image, save_image, tensor_to_image
+from utils.metrics import psnr, ssim
+from utils.restore import resolve_device, restore_tensor
+from utils.test_dataset import (
+    ImagePair,
+    ImageSet,
+    LayoutError,
+    find_dehaze_sets,
+    find_denoise_sets,
+    find_derain_sets,
+)
+
+logger = logging.getLogger("test")
+
+MODE_TASKS = {0: ("denoise",), 1: ("derain",), 2: ("dehaze",), 3: ("denoise", "derain", "dehaze")}
+DEFAULT_CKPT = {
+    0: "ckpt/Denoise.pth",
+    1: "ckpt/Derain.pth",
+    2: "ckpt/Dehaze.pth",
+    3: "ckpt/All.pth",
+}
+CSV_FIELDS = ("set", "task", "image", "psnr", "ssim", "seconds", "height", "width")
+EXIT_OK, EXIT_SKIPPED, EXIT_SETUP = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="PSNR/SSIM of AirNet on the paper's test sets.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--mode",
+        type=int,
+        choices=sorted(MODE_TASKS),
+        default=3,
+        help="0 denoise (sigma 15/25/50), 1 derain, 2 dehaze, 3 all-in-one (all five)",
+    )
+    parser.add_argument(
+        "--ckpt",
+        type=Path,
+        default=None,
+        help="checkpoint (official or ours); default by mode: "
+        + ", ".join(f"{m}: {p}" for m, p in DEFAULT_CKPT.items()),
+    )
+    parser.add_argument(
+        "--denoise_path",
+        type=Path,
+        nargs="+",
+        default=[Path("data/test/denoise")],
+        help="folders of clean images (each one a set), or a folder of such folders",
+    )
+    parser.add_argument(
+        "--derain_path",
+        type=Path,
+        nargs="+",
+        default=[Path("data/test/derain")],
+        help="folders with input/ + target/ (equal names), or a folder of such folders",
+    )
+    parser.add_argument(
+        "--dehaze_path",
+        type=Path,
+        nargs="+",
+        default=[Path("data/test/dehaze")],
+        help="folders with input/XXXX_A_B.ext + target/XXXX.png (or hazy/ + gt/)",
+    )
+    parser.add_argument("--sigmas", type=int, nargs="+", default=[15, 25, 50])
+    parser.add_argument("--output_path", type=Path, default=Path("output/test"))
+    parser.add_argument("--save_images", action="store_true", help="save the restored images")
+    parser.add_argument(
+        "--full_size", action="store_true", help="no crop to a multiple of 16 (not the paper's)"
+    )
+    parser.add_argument(
+        "--y_channel", action="store_true", help="PSNR/SSIM on the Y channel (BT.601)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="base seed of the test noise")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="restore in tiles of this size (bounded memory; numbers then differ slightly)",
+    )
+    parser.add_argument("--tile_overlap", type=int, default=32)
+    return parser
+
+
+def noise_rng(name: str, sigma: int, seed: int = 0) -> np.random.Generator:
+    """The generator of one image's test noise: a function of (seed, file name, sigma) only."""
+    return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8")), sigma])
+
+
+@dataclass
+class SetResult:
+    set_name: str
+    task: str
+    psnrs: list[float] = field(default_factory=list)
+    ssims: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> dict:
+        return {
+            "set": self.set_name,
+            "task": self.task,
+            "psnr": float(np.mean(self.psnrs)) if self.psnrs else math.nan,
+            "ssim": float(np.mean(self.ssims)) if self.ssims else math.nan,
+            "images": len(self.psnrs),
+            "seconds": self.seconds,
+        }
+
+
+def load_pair(
+    pair: ImagePair, sigma: int | None, args: argparse.Namespace
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (degraded, target) uint8 (H, W, 3) as the protocol feeds and scores them."""
+    target = read_image(pair.target)
+    if pair.degraded is None:
+        # As the official test: crop the clean image first, then add the noise to the crop.
+        if not args.full_size:
+            target = crop_to_multiple(target, 16)
+        return add_gaussian_noise(target, sigma, noise_rng(pair.name, sigma, args.seed)), target
+    degraded = read_image(pair.degraded)
+    if degraded.shape != target.shape:
+        raise ImageReadError(
+            f"{pair.degraded}: size {degraded.shape[1]}x{degraded.shape[0]} differs from its "
+            f"target {pair.target} ({target.shape[1]}x{target.shape[0]})"
+        )
+    if not args.full_size:
+        degraded, target = crop_to_multiple(degraded, 16), crop_to_multiple(target, 16)
+    return degraded, target
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def evaluate_set(
+    model: torch.nn.Module,
+    test_set: ImageSet,
+    sigma: int | None,
+    args: argparse.Namespace,
+    rows: csv.DictWriter,
+    skipped: dict[Path, str],
+) -> SetResult:
+    """Restore and score every pair of ``test_set``; unreadable files go to ``skipped``."""
+    task = test_set.task if sigma is None else f"{test_set.task}_{sigma}"
+    result = SetResult(test_set.name, task)
+    device = next(model.parameters()).device
+    start = time.perf_counter()
+    for pair in tqdm(test_set.pairs, desc=f"{test_set.name} {task}", unit="img"):
+        try:
+            degraded, target = load_pair(pair, sigma, args)
+        except ImageReadError as error:
+            key = pair.degraded or pair.target
+            if key not in skipped:
+                logger.error("skipped: %s", error)
+            skipped[key] = str(error)
+            continue
+        image_start = time.perf_counter()
+        restored = restore_tensor(image_to_tensor(degraded), model, args.tile, args.tile_overlap)
+        _synchronize(device)
+        seconds = time.perf_counter() - image_start
+        restored_hwc = restored[0].permute(1, 2, 0).numpy()  # (H, W, 3), clipped by the metrics
+        score_psnr = psnr(restored_hwc, target, y_channel=args.y_channel)
+        score_ssim = ssim(restored_hwc, target, y_channel=args.y_channel)
+        result.psnrs.append(score_psnr)
+        result.ssims.append(score_ssim)
+        rows.writerow(
+            {
+                "set": test_set.name,
+                "task": task,
+                "image": pair.name,
+                "psnr": f"{score_psnr:.4f}",
+                "ssim": f"{score_ssim:.6f}",
+                "seconds": f"{seconds:.4f}",
+                "height": target.shape[0],
+                "width": target.shape[1],
+            }
+        )
+        if args.save_images:
+            out = args.output_path / "images" / test_set.name / task / f"{Path(pair.name).stem}.png"
+            save_image(out, tensor_to_image(restored))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def find_sets(args: argparse.Namespace) -> list[ImageSet]:
+    finders = {
+        "denoise": (find_denoise_sets, args.denoise_path),
+        "derain": (find_derain_sets, args.derain_path),
+        "dehaze": (find_dehaze_sets, args.dehaze_path),
+    }
+    sets = []
+    for task in MODE_TASKS[args.mode]:
+        finder, paths = finders[task]
+        sets.extend(finder(paths))
+    return sets
+
+
+def format_table(summaries: list[dict]) -> str:
+    """Plain-text table: one row per (set, task)."""
+    header = f"{'set':<16} {'task':<12} {'PSNR':>8} {'SSIM':>7} {'images':>7} {'seconds':>8}"
+    lines = [header, "-" * len(header)]
+    for s in summaries:
+        lines.append(
+            f"{s['set']:<16} {s['task']:<12} {s['psnr']:>8.2f} {s['ssim']:>7.4f} "
+            f"{s['images']:>7d} {s['seconds']:>8.1f}"
+        )
+    return "\n".join(lines)
+
+
+def _json_number(value: float) -> float | str | None:
+    """JSON has no inf/nan: inf (identical images) becomes "inf", nan (no image) null."""
+    if math.isnan(value):
+        return None
+    return value if math.isfinite(value) else str(value)
+
+
+def write_summary(
+    path: Path,
+    args: argparse.Namespace,
+    ckpt: Path,
+    device: torch.device,
+    summaries: list[dict],
+    skipped: dict[Path, str],
+) -> None:
+    summary = {
+        "mode": args.mode,
+        "ckpt": str(ckpt),
+        "device": str(device),
+        "protocol": {
+            "crop_to_multiple_of_16": not args.full_size,
+            "y_channel": args.y_channel,
+            "seed": args.seed,
+            "sigmas": args.sigmas,
+            "tile": args.tile,
+        },
+        "results": [
+            {**s, "psnr": _json_number(s["psnr"]), "ssim": _json_number(s["ssim"])}
+            for s in summaries
+        ],
+        "skipped": [{"path": str(p), "reason": reason} for p, reason in skipped.items()],
+    }
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the evaluation; returns the exit code (0 ok, 1 files skipped, 2 cannot start)."""
+    ckpt = args.ckpt or Path(DEFAULT_CKPT[args.mode])
+    try:
+        device = resolve_device(args.device)
+        sets = find_sets(args)
+        model = load_airnet(ckpt, device)
+    except (LayoutError, FileNotFoundError, RuntimeError, ValueError) as error:
+        logger.error("%s", error)
+        if isinstance(error, FileNotFoundError) and not ckpt.is_file():
+            logger.error("put the official weights in ckpt/ (see ckpt/README.md) or pass --ckpt")
+        return EXIT_SETUP
+    logger.info("checkpoint %s on %s", ckpt, device)
+    skipped: dict[Path, str] = {}
+    for test_set in sets:
+        for path, reason in test_set.problems:
+            logger.error("skipped: %s: %s", path, reason)
+            skipped[path] = reason
+    args.output_path.mkdir(parents=True, exist_ok=True)
+    summaries = []
+    with open(args.output_path / "results.csv", "w", newline="") as csv_file:
+        rows = csv.DictWriter(csv_file, fieldnames=CSV_FIELDS)
+        rows.writeheader()
+        for test_set in sets:
+            for sigma in args.sigmas if test_set.task == "denoise" else [None]:
+                result = evaluate_set(model, test_set, sigma, args, rows, skipped)
+                summaries.append(result.summary())
+                csv_file.flush()
+    write_summary(args.output_path / "summary.json", args, ckpt, device, summaries, skipped)
+    print(format_table(summaries))
+    print(f"skipped files: {len(skipped)}" + (" (listed in summary.json)" if skipped else ""))
+    print(f"per-image results: {args.output_path / 'results.csv'}")
+    return EXIT_SKIPPED if skipped else EXIT_OK
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    sys.exit(main(build_parser().parse_args()))
