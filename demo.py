@@ -1,0 +1,172 @@
+"""Restore your own photos with AirNet: a folder or a single image in, PNGs of the same size out.
+
+    python demo.py --test_path photos/ --output_path restored/ --ckpt ckpt/All.pth
+
+Each output keeps the input's size (no crop) and name, as ``NAME.png``. ``--tile N`` restores
+large images tile by tile with bounded memory (tiles are blended, so no seams show); without it
+a tile size is picked automatically when the image would not fit in memory. ``--compare`` also
+writes ``compare/NAME.png`` with the input and the result side by side.
+
+Odd inputs are handled so (reading is utils.image_io's; writing here):
+- EXIF orientation is applied, so the result is upright (and carries no orientation tag);
+- grayscale (also 16-bit and 1-bit) is restored as RGB and written back as grayscale;
+- 16-bit images are scaled to 8 bits; results are 8-bit PNGs;
+- palette images are expanded to RGB (the result is RGB; restored colours leave the palette);
+- transparency (RGBA, LA, palette with transparency): the model sees the image composited on
+  white and the alpha channel is copied unchanged into the result.
+Unreadable files are reported with their path and skipped; the exit code is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from net import load_airnet
+from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, list_images, read_image_alpha
+from utils.restore import resolve_device, restore
+
+logger = logging.getLogger("demo")
+
+DEFAULT_CKPT = Path("ckpt/All.pth")
+GRAYSCALE_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+COMPARE_GAP = 8
+EXIT_OK, EXIT_FAILED, EXIT_SETUP = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Restore images with AirNet (noise, rain, haze; the degradation is inferred).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--test_path", type=Path, default=Path("data/demo"), help="an image or a folder of images"
+    )
+    parser.add_argument("--output_path", type=Path, default=Path("output/demo"))
+    parser.add_argument(
+        "--ckpt", type=Path, default=DEFAULT_CKPT, help="checkpoint (official or ours)"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="restore in tiles of this size (default: whole image, or automatic tiles when "
+        "memory would not suffice)",
+    )
+    parser.add_argument("--tile_overlap", type=int, default=32, help="overlap of tiles (pixels)")
+    parser.add_argument(
+        "--compare", action="store_true", help="also write compare/NAME.png: input | restored"
+    )
+    return parser
+
+
+def find_inputs(test_path: Path) -> list[Path]:
+    """A single file (taken as given), or the image files of a folder."""
+    if test_path.is_file():
+        return [test_path]
+    return list_images(test_path)
+
+
+def is_grayscale(path: Path) -> bool:
+    """Whether the file stores one channel (with or without alpha); reads the header only."""
+    with Image.open(path) as image:
+        return image.mode in GRAYSCALE_MODES
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """(H, W, 3) + (H, W, 3) -> (H, 2W + gap, 3) with a white gap."""
+    gap = np.full((left.shape[0], COMPARE_GAP, 3), 255, dtype=np.uint8)
+    return np.concatenate([left, gap, right], axis=1)
+
+
+def save_result(path: Path, rgb: np.ndarray, alpha: np.ndarray | None, grayscale: bool) -> None:
+    """Write the restored image as PNG: grayscale inputs stay grayscale, alpha is put back."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(rgb)
+    if grayscale:
+        image = image.convert("L")
+    if alpha is not None:
+        image.putalpha(Image.fromarray(alpha))
+    image.save(path, format="PNG")
+
+
+def output_names(inputs: list[Path]) -> dict[Path, str]:
+    """NAME.png for each input; inputs sharing a stem (a.jpg, a.png) keep their suffix in it."""
+    stems = [p.stem for p in inputs]
+    return {
+        p: f"{p.stem}.png" if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix[1:]}.png"
+        for p in inputs
+    }
+
+
+def restore_file(path: Path, out_path: Path, model, args: argparse.Namespace) -> None:
+    """Read, restore and write one image; raises ImageReadError for unreadable files."""
+    rgb, alpha = read_image_alpha(path)
+    grayscale = is_grayscale(path)
+    restored = restore(rgb, model, tile=args.tile, tile_overlap=args.tile_overlap)
+    save_result(out_path, restored, alpha, grayscale)
+    if args.compare:
+        compare_path = args.output_path / "compare" / out_path.name
+        compare_path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(side_by_side(rgb, restored)).save(compare_path, format="PNG")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Restore every input; returns the exit code (0 ok, 1 some files failed, 2 cannot start)."""
+    try:
+        device = resolve_device(args.device)
+        inputs = find_inputs(args.test_path)
+    except (ValueError, FileNotFoundError) as error:
+        logger.error("%s", error)
+        return EXIT_SETUP
+    if not inputs:
+        logger.error("%s: no images (extensions: %s)", args.test_path, " ".join(IMAGE_EXTENSIONS))
+        return EXIT_SETUP
+    if not args.ckpt.is_file():
+        logger.error(
+            "%s: checkpoint not found. Download the official weights (All.pth) into ckpt/ "
+            "(see ckpt/README.md) or pass --ckpt with a checkpoint trained by train.py",
+            args.ckpt,
+        )
+        return EXIT_SETUP
+    try:
+        model = load_airnet(args.ckpt, device)
+    except (RuntimeError, FileNotFoundError) as error:
+        logger.error("%s", error)
+        return EXIT_SETUP
+    logger.info("device: %s, checkpoint: %s, %d image(s)", device, args.ckpt, len(inputs))
+
+    names = output_names(inputs)
+    failed = []
+    for path in inputs:
+        out_path = args.output_path / names[path]
+        if out_path.resolve() == path.resolve():
+            logger.error("skipped %s: the result would overwrite it; choose --output_path", path)
+            failed.append(path)
+            continue
+        start = time.perf_counter()
+        try:
+            restore_file(path, out_path, model, args)
+        except ImageReadError as error:
+            logger.error("skipped %s", error)
+            failed.append(path)
+            continue
+        logger.info("%s -> %s (%.2f s)", path, out_path, time.perf_counter() - start)
+    done = len(inputs) - len(failed)
+    logger.info("restored %d of %d image(s) into %s", done, len(inputs), args.output_path)
+    if failed:
+        logger.error("%d file(s) failed: %s", len(failed), ", ".join(map(str, failed)))
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    sys.exit(main(build_parser().parse_args()))

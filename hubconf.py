@@ -1,0 +1,36 @@
+"""torch.hub entry point.
+
+model = torch.hub.load("path/to/AirNet", "airnet", source="local", checkpoint="ckpt/All.pth")
+from utils.restore import restore  # importable once torch.hub has loaded this repository
+restored = restore(rgb_uint8, model)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from net import AirNet, load_airnet
+
+dependencies = ["torch", "torchvision", "numpy", "PIL"]
+
+
+def airnet(
+    checkpoint: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    **model_kwargs,
+) -> AirNet:
+    """AirNet in eval mode.
+
+    Args:
+        checkpoint: an official file (All.pth, Denoise.pth, ...) or a checkpoint of this
+            repository; a relative path is taken from the current directory. None gives
+            random weights (for tests, or to train from).
+        device: where to put the model.
+        model_kwargs: AirNet constructor arguments (n_feats, n_groups, ...), which override the
+            size stored in our checkpoints.
+    """
+    if checkpoint is None:
+        return AirNet(**model_kwargs).to(device).eval()
+    return load_airnet(checkpoint, device, **model_kwargs)
