@@ -1,0 +1,190 @@
+"""Command-line options of ``train.py``.
+
+The official flags keep their names and defaults (``--epochs``, ``--epochs_encoder``, ``--lr``,
+``--de_type``, ``--patch_size``, ``--num_workers``, the data folders, ``--output_path``,
+``--ckpt_path``); the rest is what a real run needs (batch size, device, seed, resume, logging,
+validation, model size for small runs). Nothing is parsed at import: call ``parse_args``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+DE_TYPES = ("denoise_15", "denoise_25", "denoise_50", "derain", "dehaze")
+PATCHES_PER_TYPE_PER_EPOCH = 400  # the official epoch: 400 * len(de_type) samples
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """The parser of ``train.py``; every flag documents itself in ``--help``."""
+    parser = argparse.ArgumentParser(
+        description="Train AirNet (CVPR 2022) on several degradations at once.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    recipe = parser.add_argument_group("recipe (official flags and defaults)")
+    recipe.add_argument("--epochs", type=int, default=1000, help="total number of epochs")
+    recipe.add_argument(
+        "--epochs_encoder",
+        type=int,
+        default=100,
+        help="epochs of phase 1 (encoder only, contrastive loss) before the whole model trains",
+    )
+    recipe.add_argument("--lr", type=float, default=1e-3, help="initial learning rate of Adam")
+    recipe.add_argument(
+        "--de_type",
+        nargs="+",
+        choices=DE_TYPES,
+        default=list(DE_TYPES),
+        metavar="TYPE",
+        help=f"degradations to train on, one or more of {{{', '.join(DE_TYPES)}}}",
+    )
+    recipe.add_argument("--patch_size", type=int, default=128, help="side of the training crops")
+    recipe.add_argument("--num_workers", type=int, default=16, help="data-loader worker processes")
+
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--data_file_dir",
+        default="data_dir/",
+        help="folder of the official list files rainy/rainTrain.txt and hazy/hazy_outside.txt; "
+        "where absent, the list is looked for in the dataset folder, else the folder is scanned",
+    )
+    data.add_argument(
+        "--denoise_dir",
+        default="data/train/denoise/",
+        help="clean images for the denoising types (searched recursively)",
+    )
+    data.add_argument(
+        "--derain_dir",
+        default="data/train/derain/",
+        help="rainy/rain-N.png with ground truth gt/norain-N.png",
+    )
+    data.add_argument(
+        "--dehaze_dir",
+        default="data/train/dehaze/",
+        help="synthetic/**/XXXX_A_B.jpg with ground truth original/XXXX.jpg",
+    )
+    data.add_argument(
+        "--output_path",
+        default="output/",
+        help="the restored validation images of the latest validation are written here",
+    )
+    data.add_argument(
+        "--ckpt_path",
+        default="ckpt/",
+        help="folder of the checkpoints: airnet_last_train.pth (resumable), airnet_last.pth and "
+        "airnet_best.pth (model only), airnet_epoch_N.pth every --save_every epochs",
+    )
+
+    run = parser.add_argument_group("run")
+    run.add_argument(
+        "--batch_size",
+        type=int,
+        default=None,
+        help="patches per step and process, a multiple of the number of types so that every "
+        "type is equally represented (default: one patch per type, as official)",
+    )
+    run.add_argument(
+        "--epoch_size",
+        type=int,
+        default=PATCHES_PER_TYPE_PER_EPOCH,
+        help="patches of each type per epoch (official 400), so an epoch has "
+        "epoch_size * len(de_type) / (batch_size * world_size) steps",
+    )
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    run.add_argument("--seed", type=int, default=0, help="seed of the model and the data stream")
+    run.add_argument(
+        "--resume",
+        default=None,
+        metavar="PATH",
+        help="continue from a training checkpoint (airnet_last_train.pth or its folder)",
+    )
+    run.add_argument(
+        "--save_every", type=int, default=50, help="keep a model-only export every N epochs"
+    )
+    run.add_argument("--val_every", type=int, default=10, help="validate every N epochs (0: never)")
+    run.add_argument(
+        "--log_dir", default="logs/", help="TensorBoard events, log.jsonl and args.json"
+    )
+    run.add_argument(
+        "--log_every", type=int, default=10, help="write training scalars every N steps"
+    )
+    run.add_argument(
+        "--amp", action="store_true", help="mixed precision (float16 autocast; CUDA only)"
+    )
+    run.add_argument(
+        "--max_steps",
+        type=int,
+        default=None,
+        help="stop after this many optimiser steps in all (smoke runs); the checkpoint "
+        "written then resumes mid-epoch",
+    )
+    run.add_argument(
+        "--sync_bn",
+        action="store_true",
+        help="under torchrun on CUDA, synchronise BatchNorm statistics across processes "
+        "(default: per-process statistics over one patch per type, as a single official GPU)",
+    )
+
+    val = parser.add_argument_group("validation (a small held-out set, metrics as test.py)")
+    val.add_argument(
+        "--val_denoise_dir",
+        default="data/test/denoise/CBSD68/",
+        help="clean images; noise of each denoise type is added with a fixed seed",
+    )
+    val.add_argument(
+        "--val_derain_dir",
+        default="data/test/derain/Rain100L/",
+        help="input/NAME + target/NAME",
+    )
+    val.add_argument(
+        "--val_dehaze_dir",
+        default="data/test/dehaze/SOTS_outdoor/",
+        help="input/XXXX_A_B.* + target/XXXX.*",
+    )
+    val.add_argument("--val_images", type=int, default=4, help="images per type (0: all)")
+    val.add_argument(
+        "--val_crop",
+        type=int,
+        default=256,
+        help="centre-crop validation images to at most this side (0: whole image)",
+    )
+
+    model = parser.add_argument_group("model size (defaults = paper; smaller for smoke runs)")
+    model.add_argument("--n_feats", type=int, default=64, help="width of DGRN and the encoder")
+    model.add_argument("--n_groups", type=int, default=5, help="DGGs in DGRN")
+    model.add_argument("--n_blocks", type=int, default=5, help="DGBs per DGG")
+    model.add_argument(
+        "--queue_size",
+        type=int,
+        default=None,
+        help="MoCo queue length (default: 256 * batch_size * world_size, as official)",
+    )
+    model.add_argument(
+        "--dcn_impl", default="auto", help="deformable-convolution implementation for AirNet"
+    )
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv`` (default: the command line) and check what argparse cannot."""
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    n_types = len(args.de_type)
+    if len(set(args.de_type)) != n_types:
+        parser.error(f"--de_type lists a type twice: {' '.join(args.de_type)}")
+    if args.batch_size is None:
+        args.batch_size = n_types
+    if args.batch_size <= 0 or args.batch_size % n_types:
+        parser.error(
+            f"--batch_size {args.batch_size} must be a positive multiple of the "
+            f"{n_types} degradation types, so each batch holds them in equal number"
+        )
+    for name in ("epochs", "patch_size", "epoch_size", "save_every", "log_every"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name} must be positive")
+    for name in ("epochs_encoder", "num_workers", "val_every", "val_images", "val_crop"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name} must not be negative")
+    if args.max_steps is not None and args.max_steps <= 0:
+        parser.error("--max_steps must be positive")
+    return args

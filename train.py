@@ -1,0 +1,551 @@
+"""Train AirNet (Li et al., "All-In-One Image Restoration for Unknown Corruption", CVPR 2022).
+
+The official recipe, one command:
+    python train.py --de_type denoise_15 denoise_25 denoise_50 derain dehaze \\
+        --denoise_dir BSD400+WED/ --derain_dir Train100L/ --dehaze_dir RESIDE_OTS/
+Several GPUs:   torchrun --nproc_per_node N train.py ...
+Resume:         python train.py ... --resume ckpt/airnet_last_train.pth
+
+Phase 1 (epoch < --epochs_encoder) trains the degradation encoder alone with MoCo's
+contrastive loss; phase 2 trains the whole model with L1(restored, clean) + 0.1 * contrastive.
+Files written to --ckpt_path:
+    airnet_last_train.pth  everything needed to resume (end of every epoch and at --max_steps)
+    airnet_last.pth        the model only ({"model", "args"}; official key names), same moments
+    airnet_best.pth        the model only, best mean validation PSNR
+    airnet_epoch_N.pth     the model only, every --save_every epochs
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from net import AirNet
+from option import parse_args
+from utils.checkpoint import MODEL_KWARGS, save_checkpoint_atomic
+from utils.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    barrier,
+    cleanup_distributed,
+    init_distributed,
+)
+from utils.image_io import image_to_tensor, save_image, tensor_to_image
+from utils.metrics import psnr, ssim
+from utils.train_dataset import (
+    BalancedBatchSampler,
+    TrainDataset,
+    ValidationImage,
+    build_sources,
+    build_validation_set,
+    seed_worker,
+)
+
+logger = logging.getLogger("train")
+
+TRAIN_CHECKPOINT = "airnet_last_train.pth"
+CONTRAST_WEIGHT = 0.1  # phase 2: L1 + 0.1 * contrastive loss
+# A resumed run takes these from its checkpoint: they fix the model and the data stream.
+RESUME_KEYS = ("de_type", "batch_size", "epoch_size", "patch_size", "seed", *MODEL_KWARGS)
+RESUME_KEYS += ("queue_size",)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+@dataclass
+class TrainResult:
+    """What ``main`` returns: the trained model (unwrapped) and where the run stopped."""
+
+    model: AirNet
+    epoch: int
+    step: int
+    best_psnr: float
+    validations: list[dict[str, float]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning rate
+# ---------------------------------------------------------------------------------------------
+
+
+def learning_rate(epoch: int, base_lr: float, epochs_encoder: int) -> float:
+    """The learning rate during ``epoch`` (0-based), as the official code sets it.
+
+    The official loop sets the rate at the end of epoch e for epoch e + 1:
+    lr * 0.1^(e // 60) while e <= epochs_encoder, then 1e-4 * 0.5^((e - epochs_encoder) // 125).
+    The phase-2 rate is written here as 0.1 * base_lr, which is the official 1e-4 at the
+    default --lr 1e-3 and follows --lr otherwise.
+    """
+    if epoch == 0:
+        return base_lr
+    previous = epoch - 1
+    if previous <= epochs_encoder:
+        return base_lr * 0.1 ** (previous // 60)
+    return 0.1 * base_lr * 0.5 ** ((previous - epochs_encoder) // 125)
+
+
+# ---------------------------------------------------------------------------------------------
+# Set-up
+# ---------------------------------------------------------------------------------------------
+
+
+def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in MODEL_KWARGS}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_states() -> dict[str, Any]:
+    """Python, numpy and torch generator states, in types that ``weights_only`` loads."""
+    version, mt_state, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    states = {
+        "python": [version, list(mt_state), gauss],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    version, mt_state, gauss = states["python"]
+    random.setstate((version, tuple(mt_state), gauss))
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """--resume accepts the training checkpoint or the folder that holds it."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / TRAIN_CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume {path}: no training checkpoint there")
+    return path
+
+
+def load_training_checkpoint(path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Read a training checkpoint and take its model/data settings into ``args``."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not {"model", "optimizer", "epoch", "args"} <= checkpoint.keys():
+        raise ValueError(f"{path}: not a training checkpoint (use {TRAIN_CHECKPOINT})")
+    for name in RESUME_KEYS:
+        stored = checkpoint["args"].get(name)
+        if stored is not None and stored != getattr(args, name):
+            logger.warning("--%s: resuming with the checkpoint's %s", name, stored)
+            setattr(args, name, stored)
+    return checkpoint
+
+
+def build_loader(
+    args: argparse.Namespace, info: DistInfo, pin_memory: bool
+) -> tuple[DataLoader, BalancedBatchSampler]:
+    sources = build_sources(
+        args.de_type, args.denoise_dir, args.derain_dir, args.dehaze_dir, args.data_file_dir
+    )
+    dataset = TrainDataset(sources, args.patch_size)
+    sampler = BalancedBatchSampler(
+        [len(source.items) for source in sources],
+        batch_size=args.batch_size,
+        epoch_size=args.epoch_size,
+        seed=args.seed,
+        rank=info.rank,
+        world_size=info.world_size,
+    )
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=args.num_workers,
+        worker_init_fn=seed_worker,
+        generator=torch.Generator().manual_seed(args.seed + info.rank),
+        pin_memory=pin_memory,
+        persistent_workers=args.num_workers > 0,
+    )
+    return loader, sampler
+
+
+def wrap_for_phase(
+    model: AirNet, encoder_only: bool, info: DistInfo, device: torch.device
+) -> nn.Module:
+    """The module a training step calls: the encoder in phase 1, the whole model in phase 2,
+    under DistributedDataParallel when there are several processes.
+
+    Wrapping only what the phase trains keeps DDP from waiting for gradients of DGRN in
+    phase 1 (no ``find_unused_parameters`` needed). BatchNorm statistics stay per process
+    (each process sees one patch per type, as one official GPU does) unless --sync_bn; DDP
+    broadcasts rank 0's running statistics and MoCo queue at every forward.
+    """
+    module = model.E if encoder_only else model
+    if not info.distributed:
+        return module
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=device_ids)
+
+
+# ---------------------------------------------------------------------------------------------
+# One step
+# ---------------------------------------------------------------------------------------------
+
+
+def compute_losses(
+    net: nn.Module, batch: dict[str, torch.Tensor], encoder_only: bool, device: torch.device
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Forward one batch; returns (loss, detached stats: loss, l1, ce, contrast_acc)."""
+    degraded_1 = batch["degraded_1"].to(device, non_blocking=True)  # (B, 3, P, P) query
+    degraded_2 = batch["degraded_2"].to(device, non_blocking=True)  # (B, 3, P, P) key
+    if encoder_only:
+        _, logits, labels, _ = net(degraded_1, degraded_2)  # (B, 1+K), (B,)
+        ce = F.cross_entropy(logits, labels)
+        l1 = torch.zeros((), device=device)
+        loss = ce
+    else:
+        restored, logits, labels = net(degraded_1, degraded_2)  # (B, 3, P, P), (B, 1+K), (B,)
+        clean_1 = batch["clean_1"].to(device, non_blocking=True)
+        ce = F.cross_entropy(logits, labels)
+        l1 = F.l1_loss(restored.float(), clean_1)
+        loss = l1 + CONTRAST_WEIGHT * ce
+    # Top-1 contrastive accuracy: how often the positive key (index 0) scores highest.
+    accuracy = (logits.argmax(dim=1) == labels).float().mean()
+    stats = {"loss": loss, "l1": l1, "ce": ce, "contrast_acc": accuracy}
+    return loss, {name: value.detach().float() for name, value in stats.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def validate(
+    model: AirNet, images: list[ValidationImage], device: torch.device
+) -> tuple[dict[str, float], dict[str, list[np.ndarray]]]:
+    """PSNR/SSIM per degradation type with test.py's metrics (RGB in [0, 1], clipped).
+
+    Returns (metrics "psnr/TYPE", "ssim/TYPE", "psnr/mean"; restored uint8 images per type).
+    """
+    model.eval()
+    scores: dict[str, list[tuple[float, float]]] = {}
+    restored_images: dict[str, list[np.ndarray]] = {}
+    for image in images:
+        x = image_to_tensor(image.degraded).to(device)  # (1, 3, H, W)
+        restored = model(x).float().cpu()  # (1, 3, H, W), unclamped
+        array = restored[0].permute(1, 2, 0).numpy()  # (H, W, 3); the metrics clip it
+        scores.setdefault(image.de_type, []).append(
+            (psnr(array, image.clean), ssim(array, image.clean))
+        )
+        restored_images.setdefault(image.de_type, []).append(tensor_to_image(restored))
+    model.train()
+    results = {}
+    for de_type, values in scores.items():
+        results[f"psnr/{de_type}"] = float(np.mean([value[0] for value in values]))
+        results[f"ssim/{de_type}"] = float(np.mean([value[1] for value in values]))
+    results["psnr/mean"] = float(np.mean([results[f"psnr/{t}"] for t in scores]))
+    return results, restored_images
+
+
+def log_validation(
+    writer: SummaryWriter,
+    output_path: Path,
+    images: list[ValidationImage],
+    restored: dict[str, list[np.ndarray]],
+    step: int,
+) -> None:
+    """TensorBoard: the first image of each type as degraded | restored | clean; all restored
+    images of the latest validation as files under output_path/val/TYPE/."""
+    seen: dict[str, int] = {}
+    for image in images:
+        index = seen.get(image.de_type, 0)
+        seen[image.de_type] = index + 1
+        result = restored[image.de_type][index]
+        save_image(output_path / "val" / image.de_type / f"{image.name}.png", result)
+        if index == 0:
+            row = np.concatenate([image.degraded, result, image.clean], axis=1)  # (H, 3W, 3)
+            writer.add_image(f"val/{image.de_type}", row, step, dataformats="HWC")
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints and logs
+# ---------------------------------------------------------------------------------------------
+
+
+def export_model(model: AirNet, args: argparse.Namespace, path: Path, **info: Any) -> None:
+    """Model-only file with official key names; ``load_airnet`` rebuilds its size from args."""
+    save_checkpoint_atomic(
+        {"model": model.state_dict(), "args": {**model_kwargs(args), **info}}, path
+    )
+
+
+def save_training_state(
+    path: Path,
+    model: AirNet,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    args: argparse.Namespace,
+    epoch: int,
+    batch: int,
+    step: int,
+    best_psnr: float,
+) -> None:
+    """Everything needed to resume: the model (its MoCo queue and pointer are buffers in it),
+    optimiser, AMP scaler, position (next epoch, batches done in it, step), RNG states, args."""
+    save_checkpoint_atomic(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "epoch": epoch,
+            "batch": batch,
+            "step": step,
+            "best_psnr": best_psnr,
+            "rng": rng_states(),
+            "args": vars(args),
+        },
+        path,
+    )
+
+
+class RunLog:
+    """TensorBoard scalars and a JSON-lines file with the same numbers (rank 0 only)."""
+
+    def __init__(self, log_dir: Path, args: argparse.Namespace) -> None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        (log_dir / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
+        self.writer = SummaryWriter(str(log_dir))
+        self.jsonl = (log_dir / "log.jsonl").open("a")
+        self.start = time.time()
+
+    def write(self, kind: str, step: int, epoch: int, values: dict[str, float]) -> None:
+        for name, value in values.items():
+            self.writer.add_scalar(f"{kind}/{name}", value, step)
+        record = {"kind": kind, "step": step, "epoch": epoch, **values}
+        record["wall_s"] = round(time.time() - self.start, 2)
+        self.jsonl.write(json.dumps(record) + "\n")
+        self.jsonl.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+        self.jsonl.close()
+
+
+def non_finite_message(values: dict[str, float], step: int, epoch: int, checkpoint: Path) -> str:
+    losses = ", ".join(f"{name} {value}" for name, value in values.items())
+    if checkpoint.is_file():
+        keep = f"the last good checkpoint {checkpoint} is kept (resume it, maybe with lower --lr)"
+    else:
+        keep = "no checkpoint had been written yet"
+    return f"non-finite loss at step {step} (epoch {epoch}): {losses}; stopping, {keep}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+
+def main(args: argparse.Namespace) -> TrainResult:
+    """Train as ``args`` say; returns the model and where the run stopped."""
+    info, device = init_distributed(args.device)
+    try:
+        return train(args, info, device)
+    finally:
+        cleanup_distributed()
+
+
+def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> TrainResult:
+    if not info.is_main:
+        logging.getLogger().setLevel(logging.WARNING)
+    checkpoint = None
+    if args.resume:
+        resume_path = resolve_checkpoint(args.resume)
+        checkpoint = load_training_checkpoint(resume_path, args)
+        logger.info("resuming from %s", resume_path)
+    if args.amp and device.type != "cuda":
+        logger.warning("--amp needs CUDA; training in float32 on %s", device)
+        args.amp = False
+    if args.queue_size is None:
+        args.queue_size = 256 * args.batch_size * info.world_size
+    args.device = str(device)
+    args.world_size = info.world_size
+    seed_everything(args.seed)
+
+    loader, sampler = build_loader(args, info, pin_memory=device.type == "cuda")
+    validation_set = []
+    if args.val_every and info.is_main:
+        folders = {
+            "denoise": args.val_denoise_dir,
+            "derain": args.val_derain_dir,
+            "dehaze": args.val_dehaze_dir,
+        }
+        validation_set = build_validation_set(args.de_type, folders, args.val_images, args.val_crop)
+
+    model = AirNet(**model_kwargs(args), queue_size=args.queue_size, dcn_impl=args.dcn_impl)
+    if args.sync_bn and info.distributed and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    elif args.sync_bn:
+        logger.warning("--sync_bn needs several CUDA processes; BatchNorm stays per process")
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    scaler = torch.amp.GradScaler("cuda", enabled=args.amp)
+
+    start_epoch, start_batch, step, best_psnr = 0, 0, 0, -math.inf
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        set_rng_states(checkpoint["rng"])
+        start_epoch, start_batch = checkpoint["epoch"], checkpoint["batch"]
+        step, best_psnr = checkpoint["step"], checkpoint["best_psnr"]
+        del checkpoint
+
+    ckpt_path = Path(args.ckpt_path)
+    train_checkpoint = ckpt_path / TRAIN_CHECKPOINT
+    run_log = RunLog(Path(args.log_dir), args) if info.is_main else None
+    if info.is_main:
+        n_params = sum(p.numel() for p in model.parameters())
+        logger.info(
+            "AirNet %s, %d parameters, %d process(es) on %s, %d steps per epoch",
+            model_kwargs(args),
+            n_params,
+            info.world_size,
+            device,
+            sampler.batches_per_epoch(),
+        )
+
+    validations = []
+    net, net_phase = None, None
+    epoch = start_epoch
+    stopped = args.max_steps is not None and step >= args.max_steps
+    while epoch < args.epochs and not stopped:
+        encoder_only = epoch < args.epochs_encoder
+        lr = learning_rate(epoch, args.lr, args.epochs_encoder)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        if net_phase != encoder_only:
+            net = None
+            gc.collect()  # the old DDP wrapper's gradient hooks go with it
+            net, net_phase = wrap_for_phase(model, encoder_only, info, device), encoder_only
+        batch_index = start_batch if epoch == start_epoch else 0
+        sampler.set_epoch(epoch, batch_index)
+        phase = "encoder" if encoder_only else "full"
+        progress = tqdm(
+            loader, desc=f"epoch {epoch} ({phase})", disable=not info.is_main, leave=False
+        )
+        window: dict[str, list[float]] = {}
+        for batch in progress:
+            with torch.autocast(device.type, dtype=torch.float16, enabled=args.amp):
+                loss, stats = compute_losses(net, batch, encoder_only, device)
+            values = all_reduce_mean(torch.stack(list(stats.values())), info).tolist()
+            if not all(math.isfinite(value) for value in values):
+                raise NonFiniteLossError(
+                    non_finite_message(
+                        dict(zip(stats, values, strict=True)), step + 1, epoch, train_checkpoint
+                    )
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            batch_index += 1
+            for name, value in zip(stats, values, strict=True):
+                window.setdefault(name, []).append(value)
+            progress.set_postfix(
+                {name: f"{value:.4f}" for name, value in zip(stats, values, strict=True)}
+            )
+            if run_log is not None and step % args.log_every == 0:
+                means = {name: float(np.mean(v)) for name, v in window.items()}
+                run_log.write("train", step, epoch, {**means, "lr": lr})
+                window = {}
+            if args.max_steps is not None and step >= args.max_steps:
+                stopped = True
+                break
+        progress.close()
+        epoch_done = batch_index >= sampler.batches_per_epoch()
+        next_epoch, next_batch = (epoch + 1, 0) if epoch_done else (epoch, batch_index)
+
+        if info.is_main:
+            due = args.val_every and (
+                (epoch_done and (epoch + 1) % args.val_every == 0)
+                or stopped
+                or next_epoch == args.epochs
+            )
+            if due:
+                metrics, restored = validate(model, validation_set, device)
+                validations.append({"epoch": epoch, "step": step, **metrics})
+                run_log.write("val", step, epoch, metrics)
+                log_validation(
+                    run_log.writer, Path(args.output_path), validation_set, restored, step
+                )
+                logger.info(
+                    "epoch %d step %d: %s",
+                    epoch,
+                    step,
+                    " ".join(f"{k}={v:.3f}" for k, v in metrics.items()),
+                )
+                if metrics["psnr/mean"] > best_psnr:
+                    best_psnr = metrics["psnr/mean"]
+                    export_model(model, args, ckpt_path / "airnet_best.pth", epoch=epoch, step=step)
+            save_training_state(
+                train_checkpoint,
+                model,
+                optimizer,
+                scaler,
+                args,
+                next_epoch,
+                next_batch,
+                step,
+                best_psnr,
+            )
+            export_model(model, args, ckpt_path / "airnet_last.pth", epoch=epoch, step=step)
+            if epoch_done and (epoch + 1) % args.save_every == 0:
+                export_model(model, args, ckpt_path / f"airnet_epoch_{epoch + 1}.pth", step=step)
+        barrier(info)
+        epoch = next_epoch
+
+    if run_log is not None:
+        run_log.close()
+        logger.info("stopped at epoch %d, step %d; checkpoints in %s", epoch, step, ckpt_path)
+    return TrainResult(model, epoch, step, best_psnr, validations)
+
+
+def cli() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = parse_args()
+    try:
+        main(args)
+    except NonFiniteLossError as error:
+        logger.error("%s", error)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    cli()
