@@ -34,6 +34,7 @@ from utils.degradations import (
     random_dihedral,
 )
 from utils.image_io import IMAGE_EXTENSIONS, list_images, read_image
+from utils.test_dataset import find_dehaze_sets, find_denoise_sets, find_derain_sets
 
 logger = logging.getLogger(__name__)
 
@@ -394,17 +395,14 @@ def _centre_crop(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def _validation_pairs(de_type: str, folder: Path) -> list[tuple[Path | None, Path]]:
-    if de_type in NOISE_SIGMA:
-        return [(None, path) for path in list_images(folder)]
-    inputs = list_images(folder / "input")
-    targets = {path.stem: path for path in list_images(folder / "target")}
+    """(degraded or None, clean) pairs, found as test.py finds its test sets."""
+    task = "denoise" if de_type in NOISE_SIGMA else de_type
+    sets = {"denoise": find_denoise_sets, "derain": find_derain_sets, "dehaze": find_dehaze_sets}
     pairs = []
-    for path in inputs:
-        stem = parse_haze_name(path) if de_type == "dehaze" else path.stem
-        if stem in targets:
-            pairs.append((path, targets[stem]))
-        else:
-            logger.warning("validation %s: %s has no target in %s", de_type, path, folder)
+    for image_set in sets[task]([folder]):
+        for path, problem in image_set.problems:
+            logger.warning("validation %s: %s: %s", de_type, path, problem)
+        pairs += [(pair.degraded, pair.target) for pair in image_set.pairs]
     return pairs
 
 
@@ -415,7 +413,8 @@ def build_validation_set(
     crop: int = 256,
 ) -> list[ValidationImage]:
     """The first ``max_images`` images of each type (0: all), centre-cropped to ``crop``,
-    then to a multiple of 16 as test.py does; noise is added with a fixed seed per image.
+    then to a multiple of 16 as test.py does; noise is added with a fixed seed per image, so
+    every validation of a run sees the same inputs.
 
     ``folders`` maps "denoise", "derain" and "dehaze" to their test folders.
     """

@@ -1,0 +1,60 @@
+"""option.py: official flags and defaults, checks argparse cannot do, --help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from option import DE_TYPES, get_parser, parse_args
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_de_type_takes_several_values():
+    args = parse_args(["--de_type", "derain", "dehaze"])
+    assert args.de_type == ["derain", "dehaze"]
+    assert args.batch_size == 2  # one patch per type, as official
+
+
+def test_official_defaults():
+    args = parse_args([])
+    assert args.de_type == list(DE_TYPES)
+    assert (args.epochs, args.epochs_encoder, args.lr) == (1000, 100, 1e-3)
+    assert (args.patch_size, args.num_workers, args.batch_size) == (128, 16, 5)
+    assert (args.n_feats, args.n_groups, args.n_blocks) == (64, 5, 5)
+    assert args.epoch_size == 400
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--de_type", "rain"],  # not a choice
+        ["--de_type", "derain", "derain"],  # a type twice
+        ["--de_type", "derain", "dehaze", "--batch_size", "3"],  # types unequally represented
+        ["--batch_size", "0"],
+        ["--max_steps", "0"],
+    ],
+)
+def test_bad_arguments_are_refused(argv, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert "error" in capsys.readouterr().err
+
+
+def test_batch_size_multiple_of_types():
+    assert parse_args(["--de_type", "derain", "dehaze", "--batch_size", "4"]).batch_size == 4
+
+
+def test_help_documents_every_flag():
+    parser = get_parser()
+    flags = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert all(action.help for action in flags)
+    result = subprocess.run(
+        [sys.executable, "train.py", "--help"], cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    for action in flags:
+        assert action.option_strings[0] in result.stdout

@@ -1,0 +1,150 @@
+"""train.py end to end on CPU with a tiny AirNet: both phases, exports, resume, NaN stop."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from net import AirNet, load_airnet
+from option import parse_args
+from tests.test_train_dataset import make_training_folders
+from train import NonFiniteLossError, learning_rate, main
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--n_feats", "8", "--n_groups", "1", "--n_blocks", "1", "--queue_size", "16"]
+
+
+def tiny_args(tmp_path: Path, *extra: str) -> list[str]:
+    """Every type, one patch each per step, 2 steps per epoch, phase 2 from epoch 1."""
+    folders = make_training_folders(tmp_path / "data")
+    return [
+        *TINY,
+        "--denoise_dir", str(folders["denoise"]),
+        "--derain_dir", str(folders["derain"]),
+        "--dehaze_dir", str(folders["dehaze"]),
+        "--data_file_dir", str(tmp_path / "no_lists"),
+        "--ckpt_path", str(tmp_path / "ckpt"),
+        "--log_dir", str(tmp_path / "logs"),
+        "--output_path", str(tmp_path / "out"),
+        "--patch_size", "24",
+        "--epoch_size", "2",
+        "--epochs_encoder", "1",
+        "--epochs", "3",
+        "--num_workers", "0",
+        "--device", "cpu",
+        "--val_every", "0",
+        *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("epoch", "lr"),
+    [
+        (0, 1e-3),
+        (60, 1e-3),  # set at the end of epoch 59: 1e-3 * 0.1^0
+        (61, 1e-4),  # set at the end of epoch 60: 1e-3 * 0.1^1
+        (100, 1e-4),
+        (101, 1e-4),  # end of epoch 100 = epochs_encoder: still the phase-1 formula
+        (102, 1e-4),  # end of epoch 101: 1e-4 * 0.5^0
+        (225, 1e-4),
+        (226, 5e-5),  # end of epoch 225: 1e-4 * 0.5^1
+        (351, 2.5e-5),
+    ],
+)
+def test_learning_rate_at_phase_boundaries(epoch, lr):
+    assert math.isclose(learning_rate(epoch, 1e-3, 100), lr, rel_tol=1e-12)
+
+
+def test_both_phases_validation_and_exports(tmp_path):
+    val = [
+        "--val_every", "1",
+        "--val_images", "1",
+        "--val_crop", "32",
+        "--val_denoise_dir", str(REPO / "data/test/denoise/CBSD68"),
+        "--val_derain_dir", str(REPO / "data/test/derain/Rain100L"),
+        "--val_dehaze_dir", str(REPO / "data/test/dehaze/SOTS_outdoor"),
+    ]  # fmt: skip
+    args = parse_args(tiny_args(tmp_path, "--epochs", "2", "--log_every", "1", *val))
+    encoder_before = {
+        k: v.clone() for k, v in AirNet(n_feats=8, n_groups=1, n_blocks=1).E.state_dict().items()
+    }
+    result = main(args)
+    assert (result.epoch, result.step) == (2, 4)
+    records = [
+        json.loads(line) for line in (tmp_path / "logs" / "log.jsonl").read_text().splitlines()
+    ]
+    train_records = [r for r in records if r["kind"] == "train"]
+    assert [r["l1"] == 0 for r in train_records] == [True, True, False, False]  # phase 1, 2
+    assert all(math.isfinite(r["ce"]) and 0 <= r["contrast_acc"] <= 1 for r in train_records)
+    assert [r["lr"] for r in train_records] == [1e-3] * 4
+    val_records = [r for r in records if r["kind"] == "val"]
+    assert len(val_records) == 2
+    for de_type in ("denoise_15", "denoise_25", "denoise_50", "derain", "dehaze"):
+        assert math.isfinite(val_records[-1][f"psnr/{de_type}"])
+        assert (tmp_path / "out" / "val" / de_type).is_dir()
+    assert json.loads((tmp_path / "logs" / "args.json").read_text())["queue_size"] == 16
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "logs").iterdir())
+
+    ckpt = tmp_path / "ckpt"
+    assert {p.name for p in ckpt.iterdir()} >= {
+        "airnet_last_train.pth",
+        "airnet_last.pth",
+        "airnet_best.pth",
+    }
+    export = torch.load(ckpt / "airnet_last.pth", weights_only=True)
+    assert set(export) == {"model", "args"}
+    reference_keys = AirNet(n_feats=8, n_groups=1, n_blocks=1, queue_size=16).state_dict().keys()
+    assert list(export["model"]) == list(reference_keys)
+    model = load_airnet(ckpt / "airnet_last.pth")
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, result.model.state_dict()[name]), name
+    with torch.inference_mode():
+        assert model(torch.rand(1, 3, 20, 28)).shape == (1, 3, 20, 28)
+    # Both phases changed the weights they train.
+    assert not torch.equal(
+        result.model.E.state_dict()["E.encoder_q.E_pre.backbone.0.weight"],
+        encoder_before["E.encoder_q.E_pre.backbone.0.weight"],
+    )
+
+
+def test_resumed_run_ends_with_the_same_weights(tmp_path):
+    uninterrupted = main(parse_args(tiny_args(tmp_path / "a")))
+    assert uninterrupted.step == 6
+    # Stop mid-epoch in phase 2, then resume from the checkpoint the stop wrote.
+    interrupted = tiny_args(tmp_path / "b")
+    first = main(parse_args([*interrupted, "--max_steps", "3"]))
+    assert (first.epoch, first.step) == (1, 3)
+    checkpoint = torch.load(tmp_path / "b/ckpt/airnet_last_train.pth", weights_only=True)
+    assert (checkpoint["epoch"], checkpoint["batch"], checkpoint["step"]) == (1, 1, 3)
+    assert {"python", "numpy", "torch"} <= checkpoint["rng"].keys()
+    resumed = main(parse_args([*interrupted, "--resume", str(tmp_path / "b/ckpt")]))
+    assert resumed.step == 6
+    expected = uninterrupted.model.state_dict()
+    for name, value in resumed.model.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    compute_losses = train.compute_losses
+    calls = []
+
+    def diverging(*args, **kwargs):
+        loss, stats = compute_losses(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:
+            loss, stats = loss * math.nan, {**stats, "loss": stats["loss"] * math.nan}
+        return loss, stats
+
+    monkeypatch.setattr(train, "compute_losses", diverging)
+    with pytest.raises(NonFiniteLossError, match="step 3 "):
+        main(parse_args(tiny_args(tmp_path)))
+    checkpoint = torch.load(tmp_path / "ckpt/airnet_last_train.pth", weights_only=True)
+    assert checkpoint["step"] == 2
+    assert all(
+        torch.isfinite(v).all() for v in checkpoint["model"].values() if v.is_floating_point()
+    )
