@@ -1,0 +1,56 @@
+"""Two-process training on CPU (gloo), as torchrun would run it: after steps of both phases
+the parameters and the MoCo queues are identical on both ranks, and the queue holds the keys
+of both ranks (MoCo.gather_keys)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import torch
+import torch.multiprocessing as mp
+
+from option import parse_args
+from tests.test_train import tiny_args
+from train import main
+
+WORLD_SIZE = 2
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _rank(rank: int, argv: list[str], port: int, out: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(WORLD_SIZE),
+    )
+    torch.set_num_threads(1)
+    result = main(parse_args(argv))
+    torch.save(result.model.state_dict(), Path(out) / f"rank{rank}.pt")
+
+
+def test_two_gloo_processes_stay_identical(tmp_path):
+    # 5 patches per rank and step; epoch_size 4 gives 2 steps per epoch on each rank, so
+    # 4 steps cover phase 1 (epoch 0) and phase 2 (epoch 1). No --queue_size: 256 * 5 * 2.
+    argv = [a for a in tiny_args(tmp_path) if a not in ("--queue_size", "16")]
+    argv += ["--epoch_size", "4", "--max_steps", "4"]
+    mp.spawn(_rank, args=(argv, _free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    states = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    # BatchNorm running statistics are per process (rank 0's are broadcast before each
+    # forward); everything else must agree exactly.
+    compared = [k for k in states[0] if "running_" not in k and "num_batches" not in k]
+    assert "E.E.queue" in compared and "R.head.0.weight" in compared
+    for name in compared:
+        assert torch.equal(states[0][name], states[1][name]), name
+    # 4 steps x 5 keys x 2 ranks entered the queue of 2560 on every rank.
+    assert states[0]["E.E.queue"].shape == (32, 2560)
+    assert int(states[0]["E.E.queue_ptr"]) == 40
+    assert (tmp_path / "ckpt" / "airnet_last_train.pth").is_file()
