@@ -4,6 +4,13 @@ Zhu et al., "Deformable ConvNets v2: More Deformable, Better Results", CVPR 2019
 The official AirNet code calls mmcv-full's ``modulated_deform_conv2d``; torchvision's
 ``ops.deform_conv2d(..., mask=...)`` computes the same operator with the same offset layout
 (interleaved (dy, dx) pairs per kernel point, kernel point k = i * kw + j).
+
+Implementations (all exact, all tested against one reference):
+
+- ``"torchvision"``: ``torchvision.ops.deform_conv2d``; the best choice on CUDA.
+- ``"gather"``: pure PyTorch, fast on CPU; see ``net/dcn_gather.py``.
+- ``"grid_sample"``: pure PyTorch with ``F.grid_sample``; simple, kept as a baseline.
+- ``"auto"``: ``"torchvision"`` on CUDA, ``"gather"`` elsewhere (see benchmarks/bench_dcn.py).
 """
 
 from __future__ import annotations
@@ -14,7 +21,20 @@ import torch
 import torch.nn as nn
 import torchvision.ops
 
-DCN_IMPLS = ("auto", "torchvision")
+from net.dcn_gather import deform_conv2d_gather
+from net.dcn_grid_sample import deform_conv2d_grid_sample
+
+DCN_IMPLS = ("auto", "torchvision", "gather", "grid_sample")
+
+
+def resolve_impl(impl: str, device: torch.device) -> str:
+    """Name of the implementation that ``impl`` stands for on ``device``."""
+    if impl not in DCN_IMPLS:
+        raise ValueError(f"unknown DCN implementation {impl!r}; choose from {DCN_IMPLS}")
+    if impl != "auto":
+        return impl
+    # torchvision's CUDA kernel is fused; on CPU its im2col loop is ~20x slower than conv2d.
+    return "torchvision" if device.type == "cuda" else "gather"
 
 
 def modulated_deform_conv2d(
@@ -30,21 +50,26 @@ def modulated_deform_conv2d(
 
     Args:
         x: input (N, C_in, H, W).
-        offset: (N, 2 * kh * kw, H, W), interleaved (dy, dx) per kernel point.
-        mask: (N, kh * kw, H, W), modulation in [0, 1].
+        offset: (N, 2 * kh * kw, H_out, W_out), interleaved (dy, dx) per kernel point.
+        mask: (N, kh * kw, H_out, W_out), modulation in [0, 1].
         weight: (C_out, C_in, kh, kw).
         bias: (C_out,) or None.
         padding: zero padding; samples outside the image read zero.
         impl: one of ``DCN_IMPLS``.
 
     Returns:
-        (N, C_out, H, W) for padding = (k - 1) / 2.
+        (N, C_out, H_out, W_out), H_out = H + 2 * padding - kh + 1.
     """
-    if impl not in DCN_IMPLS:
-        raise ValueError(f"unknown DCN implementation {impl!r}; choose from {DCN_IMPLS}")
-    return torchvision.ops.deform_conv2d(
-        x, offset, weight, bias, padding=(padding, padding), mask=mask
-    )
+    name = resolve_impl(impl, x.device)
+    if name == "torchvision":
+        return torchvision.ops.deform_conv2d(
+            x, offset, weight, bias, padding=(padding, padding), mask=mask
+        )
+    if name == "gather":
+        out = deform_conv2d_gather(x, offset, mask, weight, padding)
+    else:
+        out = deform_conv2d_grid_sample(x, offset, mask, weight, padding)
+    return out if bias is None else out + bias.view(1, -1, 1, 1)
 
 
 class DCN_layer(nn.Module):  # noqa: N801 - name of the official module
@@ -63,6 +88,7 @@ class DCN_layer(nn.Module):  # noqa: N801 - name of the official module
         impl: str = "auto",
     ) -> None:
         super().__init__()
+        resolve_impl(impl, torch.device("cpu"))  # fail early on a misspelt name
         self.padding = padding
         self.impl = impl
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
@@ -78,10 +104,17 @@ class DCN_layer(nn.Module):  # noqa: N801 - name of the official module
         nn.init.zeros_(self.conv_offset_mask.weight)
         nn.init.zeros_(self.conv_offset_mask.bias)
 
+    def offset_mask(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Split 3*k*k predicted channels into offset (N, 2*k*k, H, W) and mask (N, k*k, H, W)."""
+        o1, o2, m = torch.chunk(out, 3, dim=1)
+        return torch.cat([o1, o2], dim=1), torch.sigmoid(m)
+
+    def deform(self, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The deformable convolution itself, with this layer's weight and implementation."""
+        return modulated_deform_conv2d(x, offset, mask, self.weight, None, self.padding, self.impl)
+
     def forward(self, x: torch.Tensor, inter: torch.Tensor) -> torch.Tensor:
         """x: (N, C_in, H, W); inter: (N, C_in, H, W) degradation features -> (N, C_out, H, W)."""
         out = self.conv_offset_mask(torch.cat([x, inter], dim=1))  # (N, 3*k*k, H, W)
-        o1, o2, m = torch.chunk(out, 3, dim=1)
-        offset = torch.cat([o1, o2], dim=1)  # (N, 2*k*k, H, W)
-        mask = torch.sigmoid(m)  # (N, k*k, H, W)
-        return modulated_deform_conv2d(x, offset, mask, self.weight, None, self.padding, self.impl)
+        offset, mask = self.offset_mask(out)
+        return self.deform(x, offset, mask)

@@ -1,0 +1,231 @@
+"""Modulated deformable convolution as a weighted row gather plus one matrix product.
+
+Why it is fast on CPU: in channels-last layout a bilinear sample of all C channels is a weighted
+sum of four contiguous rows of C floats. ``F.embedding_bag(mode="sum", per_sample_weights=...)``
+does exactly that (with fbgemm's vectorised kernel for float32), so the (N*H*W*k*k, C) columns
+come from one call, with the mask folded into the four corner weights. The convolution is then a
+single GEMM with the weight laid out as (C_out, k*k*C).
+
+Zeros outside the image: sample positions are clamped to [-2, size] and the channels-last copy of
+the input gets a two-pixel zero border, so every corner row exists and those outside the image
+read zero; no validity masks are needed, and a clamped sample has zero value and zero gradient,
+as in DCNv2.
+
+Backward (``_GatherDeformConv``) keeps only its inputs (x, offset, mask, weight) and recomputes
+the corner indices and weights and the columns, so no k*k*C-channel tensor lives between forward
+and backward. The input gradient is a scatter of the column gradients to the corner rows; it is
+computed as a gather too, by sorting the corner rows once (CSR order) and calling embedding_bag
+with one bag per input row.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+_BORDER = 2  # zero rows around the image: corners of clamped positions land in [-2, size + 1]
+_CHUNK_BYTES = 8 * 2**20  # columns per chunk: stays in cache, and below glibc's mmap threshold
+
+
+class _Samples(NamedTuple):
+    """Bilinear corners of the S = rows*W_out*k*k samples of a chunk, ordered (h, w, k)."""
+
+    index: torch.Tensor  # (S, 4) rows of the padded channels-last input; (y0x0, y0x1, y1x0, y1x1)
+    weight: torch.Tensor  # (S, 4) bilinear weight * mask
+    wy: torch.Tensor  # (S, 2) bilinear weights of rows y0, y0 + 1 (without mask)
+    wx: torch.Tensor  # (S, 2) bilinear weights of columns x0, x0 + 1
+    mask: torch.Tensor  # (S, 1)
+
+
+def _padded_rows(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> contiguous channels-last rows (N*(H+4)*(W+4), C) with a zero border."""
+    n, c, h, w = x.shape
+    rows = x.new_zeros(n, h + 2 * _BORDER, w + 2 * _BORDER, c)
+    rows[:, _BORDER:-_BORDER, _BORDER:-_BORDER] = x.permute(0, 2, 3, 1)
+    return rows.view(-1, c)
+
+
+def _sample(
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    row0: int,
+    first_row: int,
+    size: tuple[int, int],
+    kernel: tuple[int, int],
+    padding: int,
+) -> _Samples:
+    """Corners for output rows row0.. of one image.
+
+    Args:
+        offset: (2*K, rows, W_out) of that image, interleaved (dy, dx).
+        mask: (K, rows, W_out).
+        row0: first output row of the chunk.
+        first_row: index of the image's first padded row in the (N*(H+4)*(W+4), C) table.
+        size: (H, W) of the input; kernel: (kh, kw).
+    """
+    height, width = size
+    kh, kw = kernel
+    k = kh * kw
+    _, rows, w_out = offset.shape
+    dev, dt = offset.device, offset.dtype
+    off = offset.permute(1, 2, 0).reshape(rows, w_out, k, 2)  # (rows, Wo, K, (dy, dx))
+    m = mask.permute(1, 2, 0).reshape(-1, 1)  # (S, 1)
+    # Positions in padded coordinates (shifted by the border), clamped so that they stay finite
+    # and index the padding when outside the image.
+    shift = _BORDER - padding
+    tap_y = torch.arange(kh, device=dev, dtype=dt).repeat_interleave(kw) + (shift + row0)  # (K,)
+    tap_x = torch.arange(kw, device=dev, dtype=dt).repeat(kh) + shift
+    base_y = torch.arange(rows, device=dev, dtype=dt).view(rows, 1, 1) + tap_y  # (rows, 1, K)
+    base_x = torch.arange(w_out, device=dev, dtype=dt).view(1, w_out, 1) + tap_x  # (1, Wo, K)
+    py = torch.add(off[..., 0], base_y, out=off.new_empty(off.shape[:-1]))  # (rows, Wo, K)
+    px = torch.add(off[..., 1], base_x, out=off.new_empty(off.shape[:-1]))
+    py = py.clamp_(0, height + _BORDER).view(-1)  # (S,)
+    px = px.clamp_(0, width + _BORDER).view(-1)
+    y0 = py.floor()
+    x0 = px.floor()
+    ly = (py - y0).unsqueeze(-1)  # (S, 1)
+    lx = (px - x0).unsqueeze(-1)
+    wy = torch.cat([1 - ly, ly], -1)  # (S, 2)
+    wx = torch.cat([1 - lx, lx], -1)
+    weight = ((wy * m).unsqueeze(-1) * wx.unsqueeze(-2)).view(-1, 4)  # (S, 4)
+    padded_w = width + 2 * _BORDER
+    # int32 indices make embedding_bag faster; int64 only for tables beyond 2**31 rows.
+    idx_dtype = (
+        torch.int32 if first_row + (height + 2 * _BORDER) * padded_w < 2**31 else torch.int64
+    )
+    corner = torch.tensor([0, 1, padded_w, padded_w + 1], device=dev, dtype=idx_dtype)
+    top_left = (y0.to(idx_dtype) * padded_w).add_(x0.to(idx_dtype)).add_(first_row)
+    index = top_left.unsqueeze(-1) + corner  # (S, 4)
+    return _Samples(index, weight, wy, wx, m)
+
+
+def _row_chunks(n: int, h_out: int, w_out: int, per_pixel_bytes: int) -> list[tuple[int, int, int]]:
+    """(image, first row, end row) chunks whose columns take about ``_CHUNK_BYTES``."""
+    step = max(1, min(h_out, _CHUNK_BYTES // max(1, w_out * per_pixel_bytes)))
+    return [(i, r, min(r + step, h_out)) for i in range(n) for r in range(0, h_out, step)]
+
+
+def _scatter_rows(
+    grad_rows: torch.Tensor, grad_cols: torch.Tensor, index: torch.Tensor, weight: torch.Tensor
+) -> None:
+    """grad_rows[index[s, c]] += weight[s, c] * grad_cols[s], written as a gather.
+
+    Sorting the corner entries by row gives one bag per row of the touched range, so
+    embedding_bag's vectorised kernel does the reduction without atomics or scatter.
+    """
+    flat = index.view(-1)
+    row_sorted, order = torch.sort(flat)
+    lo, hi = int(row_sorted[0]), int(row_sorted[-1])
+    counts = torch.bincount(row_sorted - lo, minlength=hi - lo + 1)  # (hi - lo + 1,)
+    offsets = torch.cumsum(counts, 0) - counts  # start of each row's bag
+    sample = torch.div(order, 4, rounding_mode="floor")
+    grad_rows[lo : hi + 1] += F.embedding_bag(
+        sample, grad_cols, offsets, mode="sum", per_sample_weights=weight.view(-1)[order]
+    )
+
+
+class _GatherDeformConv(torch.autograd.Function):
+    """DCNv2 in chunks of output rows; backward recomputes the columns instead of storing them."""
+
+    @staticmethod
+    def forward(ctx, x, offset, mask, weight, padding):  # noqa: ANN001, ANN205
+        n, c, h, w = x.shape
+        c_out, _, kh, kw = weight.shape
+        h_out, w_out = offset.shape[-2:]
+        k = kh * kw
+        rows = _padded_rows(x)  # (N*(H+4)*(W+4), C)
+        plane = rows.shape[0] // n
+        w_mat = weight.permute(0, 2, 3, 1).reshape(c_out, k * c)  # (C_out, K*C)
+        out = x.new_empty(n, c_out, h_out, w_out)
+        for i, r0, r1 in _row_chunks(n, h_out, w_out, k * c * x.element_size()):
+            s = _sample(
+                offset[i, :, r0:r1], mask[i, :, r0:r1], r0, i * plane, (h, w), (kh, kw), padding
+            )
+            cols = F.embedding_bag(s.index, rows, per_sample_weights=s.weight, mode="sum")
+            res = torch.mm(w_mat, cols.view(-1, k * c).t())  # (C_out, rows*Wo)
+            out[i, :, r0:r1] = res.view(c_out, r1 - r0, w_out)
+        ctx.save_for_backward(x, offset, mask, weight)
+        ctx.padding = padding
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):  # noqa: ANN001, ANN205
+        x, offset, mask, weight = ctx.saved_tensors
+        n, c, h, w = x.shape
+        c_out, _, kh, kw = weight.shape
+        h_out, w_out = offset.shape[-2:]
+        k = kh * kw
+        need_x, need_offset, need_mask, need_weight = ctx.needs_input_grad[:4]
+        need_corner = need_offset or need_mask
+        w_mat = weight.permute(0, 2, 3, 1).reshape(c_out, k * c)  # (C_out, K*C)
+        rows = _padded_rows(x)
+        plane = rows.shape[0] // n
+        grad_rows = torch.zeros_like(rows) if need_x else None
+        grad_w_mat = x.new_zeros(c_out, k * c) if need_weight else None
+        grad_offset = torch.empty_like(offset) if need_corner else None
+        grad_mask = torch.empty_like(mask) if need_corner else None
+        for i, r0, r1 in _row_chunks(n, h_out, w_out, k * c * x.element_size()):
+            s = _sample(
+                offset[i, :, r0:r1], mask[i, :, r0:r1], r0, i * plane, (h, w), (kh, kw), ctx.padding
+            )
+            g = grad_out[i, :, r0:r1].reshape(c_out, -1)  # (C_out, rows*Wo)
+            with torch.enable_grad():
+                corner_w = s.weight.requires_grad_(need_corner)
+                cols = F.embedding_bag(s.index, rows, per_sample_weights=corner_w, mode="sum")
+            if need_weight:
+                grad_w_mat.addmm_(g, cols.detach().view(-1, k * c))
+            if not (need_x or need_corner):
+                continue
+            grad_cols = torch.mm(g.t(), w_mat).view(-1, c)  # (S, C)
+            if need_corner:
+                (grad_corner,) = torch.autograd.grad(cols, corner_w, grad_cols)  # (S, 4)
+                _corner_grads_to_offset_mask(
+                    grad_corner, s, grad_offset[i, :, r0:r1], grad_mask[i, :, r0:r1]
+                )
+            if need_x:
+                _scatter_rows(grad_rows, grad_cols, s.index, s.weight.detach())
+        grad_x = grad_weight = None
+        if need_x:
+            grad_rows = grad_rows.view(n, h + 2 * _BORDER, w + 2 * _BORDER, c)
+            grad_x = grad_rows[:, _BORDER:-_BORDER, _BORDER:-_BORDER].permute(0, 3, 1, 2)
+            grad_x = grad_x.contiguous()
+        if need_weight:
+            grad_weight = grad_w_mat.view(c_out, kh, kw, c).permute(0, 3, 1, 2).contiguous()
+        return grad_x, grad_offset, grad_mask, grad_weight, None
+
+
+def _corner_grads_to_offset_mask(
+    grad_corner: torch.Tensor, s: _Samples, grad_offset: torch.Tensor, grad_mask: torch.Tensor
+) -> None:
+    """Chain rule: (S, 4) corner-weight grads -> offset (2K, rows, Wo), mask (K, rows, Wo)."""
+    g2 = grad_corner.view(-1, 2, 2)  # (S, y corner, x corner)
+    g_y = (g2 * s.wx.unsqueeze(1)).sum(-1)  # (S, 2): summed over x corners
+    g_x = (g2 * s.wy.unsqueeze(-1)).sum(1)  # (S, 2): summed over y corners
+    # d wy / d py = (-1, 1), likewise for x; the mask multiplies both.
+    d_off = torch.stack([g_y[:, 1] - g_y[:, 0], g_x[:, 1] - g_x[:, 0]], -1) * s.mask  # (S, 2)
+    _, rows, w_out = grad_mask.shape
+    grad_offset.copy_(d_off.view(rows, w_out, -1).permute(2, 0, 1))
+    grad_mask.copy_((g_y * s.wy).sum(-1).view(rows, w_out, -1).permute(2, 0, 1))
+
+
+def deform_conv2d_gather(
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    weight: torch.Tensor,
+    padding: int = 1,
+) -> torch.Tensor:
+    """DCNv2 (stride 1, dilation 1, one group), no bias; same arguments as torchvision's.
+
+    Args:
+        x: (N, C_in, H, W).
+        offset: (N, 2*kh*kw, H_out, W_out), interleaved (dy, dx) per kernel point.
+        mask: (N, kh*kw, H_out, W_out).
+        weight: (C_out, C_in, kh, kw).
+
+    Returns:
+        (N, C_out, H_out, W_out).
+    """
+    return _GatherDeformConv.apply(x, offset, mask, weight, padding)
