@@ -47,6 +47,10 @@ def _padded_rows(x: torch.Tensor) -> torch.Tensor:
     return rows.view(-1, c)
 
 
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 def _sample(
     offset: torch.Tensor,
     mask: torch.Tensor,
@@ -138,17 +142,26 @@ class _GatherDeformConv(torch.autograd.Function):
         rows = _padded_rows(x)  # (N*(H+4)*(W+4), C)
         plane = rows.shape[0] // n
         w_mat = weight.permute(0, 2, 3, 1).reshape(c_out, k * c)  # (C_out, K*C)
-        out = x.new_empty(n, c_out, h_out, w_out)
+        channels_last = _is_channels_last(x)
+        # Output in the input's memory format; channels-last rows come straight out of the GEMM.
+        out = (
+            x.new_empty(n, h_out, w_out, c_out)
+            if channels_last
+            else x.new_empty(n, c_out, h_out, w_out)
+        )
         for i, r0, r1 in _row_chunks(n, h_out, w_out, k * c * x.element_size()):
             s = _sample(
                 offset[i, :, r0:r1], mask[i, :, r0:r1], r0, i * plane, (h, w), (kh, kw), padding
             )
             cols = F.embedding_bag(s.index, rows, per_sample_weights=s.weight, mode="sum")
-            res = torch.mm(w_mat, cols.view(-1, k * c).t())  # (C_out, rows*Wo)
-            out[i, :, r0:r1] = res.view(c_out, r1 - r0, w_out)
+            cols = cols.view(-1, k * c)  # (rows*Wo, K*C)
+            if channels_last:
+                torch.mm(cols, w_mat.t(), out=out[i, r0:r1].view(-1, c_out))
+            else:
+                out[i, :, r0:r1] = torch.mm(w_mat, cols.t()).view(c_out, r1 - r0, w_out)
         ctx.save_for_backward(x, offset, mask, weight)
         ctx.padding = padding
-        return out
+        return out.permute(0, 3, 1, 2) if channels_last else out
 
     @staticmethod
     def backward(ctx, grad_out):  # noqa: ANN001, ANN205
@@ -170,15 +183,15 @@ class _GatherDeformConv(torch.autograd.Function):
             s = _sample(
                 offset[i, :, r0:r1], mask[i, :, r0:r1], r0, i * plane, (h, w), (kh, kw), ctx.padding
             )
-            g = grad_out[i, :, r0:r1].reshape(c_out, -1)  # (C_out, rows*Wo)
+            g = grad_out[i, :, r0:r1].permute(1, 2, 0).reshape(-1, c_out)  # (rows*Wo, C_out)
             with torch.enable_grad():
                 corner_w = s.weight.requires_grad_(need_corner)
                 cols = F.embedding_bag(s.index, rows, per_sample_weights=corner_w, mode="sum")
             if need_weight:
-                grad_w_mat.addmm_(g, cols.detach().view(-1, k * c))
+                grad_w_mat.addmm_(g.t(), cols.detach().view(-1, k * c))
             if not (need_x or need_corner):
                 continue
-            grad_cols = torch.mm(g.t(), w_mat).view(-1, c)  # (S, C)
+            grad_cols = torch.mm(g, w_mat).view(-1, c)  # (S, C)
             if need_corner:
                 (grad_corner,) = torch.autograd.grad(cols, corner_w, grad_cols)  # (S, 4)
                 _corner_grads_to_offset_mask(
@@ -190,7 +203,8 @@ class _GatherDeformConv(torch.autograd.Function):
         if need_x:
             grad_rows = grad_rows.view(n, h + 2 * _BORDER, w + 2 * _BORDER, c)
             grad_x = grad_rows[:, _BORDER:-_BORDER, _BORDER:-_BORDER].permute(0, 3, 1, 2)
-            grad_x = grad_x.contiguous()
+            fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+            grad_x = grad_x.contiguous(memory_format=fmt)
         if need_weight:
             grad_weight = grad_w_mat.view(c_out, kh, kw, c).permute(0, 3, 1, 2).contiguous()
         return grad_x, grad_offset, grad_mask, grad_weight, None

@@ -159,3 +159,20 @@ def test_auto_and_unknown_impl() -> None:
     assert resolve_impl("auto", torch.device("cuda")) == "torchvision"
     with pytest.raises(ValueError, match="unknown DCN implementation"):
         DCN_layer(2, 2, impl="mmcv")
+
+
+def test_gather_channels_last() -> None:
+    """Channels-last input: same values; output and input gradient stay channels-last."""
+    x, offset, mask, weight = make_inputs(2, 3, 4, 6, 5, torch.float64, seed=11)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    got = forward_and_grads(
+        lambda *t: modulated_deform_conv2d(*t, impl="gather"), [x_cl, offset, mask, weight]
+    )
+    want = forward_and_grads(lambda *t: reference_dcn(*t, 1), [x, offset, mask, weight])
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+    leaf = x_cl.clone().requires_grad_()
+    out = modulated_deform_conv2d(leaf, offset, mask, weight, impl="gather")
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    (grad,) = torch.autograd.grad(out.sum(), leaf)
+    assert grad.is_contiguous(memory_format=torch.channels_last)
