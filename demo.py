@@ -74,10 +74,10 @@ def find_inputs(test_path: Path) -> list[Path]:
     return list_images(test_path)
 
 
-def is_grayscale(path: Path) -> bool:
-    """Whether the file stores one channel (with or without alpha); reads the header only."""
+def image_mode(path: Path) -> str:
+    """The file's PIL mode ('L', 'RGBA', 'P', 'I;16', ...); reads the header only."""
     with Image.open(path) as image:
-        return image.mode in GRAYSCALE_MODES
+        return image.mode
 
 
 def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -109,9 +109,11 @@ def output_names(inputs: list[Path]) -> dict[Path, str]:
 def restore_file(path: Path, out_path: Path, model, args: argparse.Namespace) -> None:
     """Read, restore and write one image; raises ImageReadError for unreadable files."""
     rgb, alpha = read_image_alpha(path)
-    grayscale = is_grayscale(path)
+    mode = image_mode(path)
+    if mode == "P" and alpha is not None and alpha.min() == 255:
+        alpha = None  # a palette without transparent entries: no alpha channel to keep
     restored = restore(rgb, model, tile=args.tile, tile_overlap=args.tile_overlap)
-    save_result(out_path, restored, alpha, grayscale)
+    save_result(out_path, restored, alpha, grayscale=mode in GRAYSCALE_MODES)
     if args.compare:
         compare_path = args.output_path / "compare" / out_path.name
         compare_path.parent.mkdir(parents=True, exist_ok=True)

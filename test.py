@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from net import load_airnet
 from utils.degradations import add_gaussian_noise, crop_to_multiple
@@ -122,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class UnusableImageError(ValueError):
+    """A readable test image that cannot be scored (wrong size); the message names the file."""
+
+
 def noise_rng(name: str, sigma: int, seed: int = 0) -> np.random.Generator:
     """The generator of one image's test noise: a function of (seed, file name, sigma) only."""
     return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8")), sigma])
@@ -158,13 +163,20 @@ def load_pair(
         return add_gaussian_noise(target, sigma, noise_rng(pair.name, sigma, args.seed)), target
     degraded = read_image(pair.degraded)
     if degraded.shape != target.shape:
-        raise ImageReadError(
+        raise UnusableImageError(
             f"{pair.degraded}: size {degraded.shape[1]}x{degraded.shape[0]} differs from its "
             f"target {pair.target} ({target.shape[1]}x{target.shape[0]})"
         )
     if not args.full_size:
         degraded, target = crop_to_multiple(degraded, 16), crop_to_multiple(target, 16)
     return degraded, target
+
+
+def check_size(pair: ImagePair, image: np.ndarray, full_size: bool) -> None:
+    """SSIM's 7x7 window needs 7 pixels a side; cropping to 16 empties images under 16."""
+    if min(image.shape[:2]) < 7:
+        hint = "" if full_size else " after the crop to a multiple of 16 (see --full_size)"
+        raise UnusableImageError(f"{pair.degraded or pair.target}: too small to score{hint}")
 
 
 def _synchronize(device: torch.device) -> None:
@@ -188,7 +200,8 @@ def evaluate_set(
     for pair in tqdm(test_set.pairs, desc=f"{test_set.name} {task}", unit="img"):
         try:
             degraded, target = load_pair(pair, sigma, args)
-        except ImageReadError as error:
+            check_size(pair, target, args.full_size)
+        except (ImageReadError, UnusableImageError) as error:
             key = pair.degraded or pair.target
             if key not in skipped:
                 logger.error("skipped: %s", error)
@@ -305,11 +318,12 @@ def main(args: argparse.Namespace) -> int:
     with open(args.output_path / "results.csv", "w", newline="") as csv_file:
         rows = csv.DictWriter(csv_file, fieldnames=CSV_FIELDS)
         rows.writeheader()
-        for test_set in sets:
-            for sigma in args.sigmas if test_set.task == "denoise" else [None]:
-                result = evaluate_set(model, test_set, sigma, args, rows, skipped)
-                summaries.append(result.summary())
-                csv_file.flush()
+        with logging_redirect_tqdm():  # log lines do not break the progress bars
+            for test_set in sets:
+                for sigma in args.sigmas if test_set.task == "denoise" else [None]:
+                    result = evaluate_set(model, test_set, sigma, args, rows, skipped)
+                    summaries.append(result.summary())
+                    csv_file.flush()
     write_summary(args.output_path / "summary.json", args, ckpt, device, summaries, skipped)
     print(format_table(summaries))
     print(f"skipped files: {len(skipped)}" + (" (listed in summary.json)" if skipped else ""))

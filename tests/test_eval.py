@@ -185,13 +185,15 @@ def test_bad_files_are_reported_skipped_and_fail_the_exit_code(sets, tiny_ckpt, 
     (sets / "denoise/SetA/broken.png").write_bytes(b"not a png")
     (sets / "derain/Rain/target/y.png").unlink()
     write_image(sets / "dehaze/SOTS/input/0001_0.9_0.1.jpg", 20, 20, 8)  # size differs
+    write_image(sets / "denoise/SetA/tiny.png", 10, 12, 9)  # nothing left after the crop
     code, out = run(sets, tiny_ckpt, "--mode", "3")
     assert code == 1
     summary = read_summary(out)
     skipped = {Path(s["path"]).name for s in summary["skipped"]}
-    assert skipped == {"broken.png", "y.png", "0001_0.9_0.1.jpg"}
+    assert skipped == {"broken.png", "y.png", "0001_0.9_0.1.jpg", "tiny.png"}
     errors = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
-    assert "broken.png" in errors and "y.png" in errors and "0001_0.9_0.1.jpg" in errors
+    for name in skipped:
+        assert name in errors
     reports = [r for r in caplog.records if "broken.png" in r.getMessage()]
     assert len(reports) == 1  # once, not once per sigma
     images = {(r["set"], r["task"]): r["images"] for r in summary["results"]}
