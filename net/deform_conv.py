@@ -16,9 +16,11 @@ Implementations (all exact, all tested against one reference):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 import torchvision.ops
 
 from net.dcn_gather import deform_conv2d_gather
@@ -118,3 +120,31 @@ class DCN_layer(nn.Module):  # noqa: N801 - name of the official module
         out = self.conv_offset_mask(torch.cat([x, inter], dim=1))  # (N, 3*k*k, H, W)
         offset, mask = self.offset_mask(out)
         return self.deform(x, offset, mask)
+
+    def forward_with_inter_term(self, x: torch.Tensor, inter_term: torch.Tensor) -> torch.Tensor:
+        """Same as ``forward`` given ``inter_term`` = the inter half of conv_offset_mask (+ bias).
+
+        conv([x, inter], W) + b = conv(x, W_x) + (conv(inter, W_inter) + b): the second term
+        depends on inter only, so ``inter_terms`` computes it for many layers in one conv.
+        """
+        w_x = self.conv_offset_mask.weight[:, : x.shape[1]]  # (3*k*k, C_in, k, k)
+        out = F.conv2d(x, w_x, None, padding=self.padding) + inter_term  # (N, 3*k*k, H, W)
+        offset, mask = self.offset_mask(out)
+        return self.deform(x, offset, mask)
+
+
+def inter_terms(layers: Sequence[DCN_layer], inter: torch.Tensor) -> list[torch.Tensor]:
+    """conv(inter, W_inter) + b of each layer's conv_offset_mask, all in one convolution.
+
+    Args:
+        layers: DCN layers with the same kernel and padding.
+        inter: (N, C_in, H, W).
+
+    Returns:
+        one (N, 3*k*k, H, W) tensor per layer, for ``DCN_layer.forward_with_inter_term``.
+    """
+    c = inter.shape[1]
+    weight = torch.cat([layer.conv_offset_mask.weight[:, c:] for layer in layers])
+    bias = torch.cat([layer.conv_offset_mask.bias for layer in layers])
+    out = F.conv2d(inter, weight, bias, padding=layers[0].padding)  # (N, L*3*k*k, H, W)
+    return list(out.split(layers[0].conv_offset_mask.out_channels, dim=1))

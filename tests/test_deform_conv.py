@@ -11,7 +11,14 @@ import torch
 import torchvision
 
 import net.dcn_gather
-from net.deform_conv import DCN_IMPLS, DCN_layer, modulated_deform_conv2d, resolve_impl
+from net.deform_conv import (
+    DCN_IMPLS,
+    DCN_layer,
+    inter_terms,
+    modulated_deform_conv2d,
+    resolve_impl,
+)
+from net.dgrn import SFT_layer
 
 IMPLS = [name for name in DCN_IMPLS if name != "auto"]
 
@@ -176,3 +183,24 @@ def test_gather_channels_last() -> None:
     assert out.is_contiguous(memory_format=torch.channels_last)
     (grad,) = torch.autograd.grad(out.sum(), leaf)
     assert grad.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_inter_terms_split_offset_conv_exactly() -> None:
+    """conv([x, inter]) = conv(x, W_x) + conv(inter, W_inter) + b, batched over layers."""
+    torch.manual_seed(0)
+    layers = [DCN_layer(4, 4, impl="gather") for _ in range(3)]
+    for layer in layers:
+        torch.nn.init.normal_(layer.conv_offset_mask.weight, std=0.3)
+        torch.nn.init.normal_(layer.conv_offset_mask.bias, std=0.3)
+    x, inter = torch.randn(2, 4, 7, 5, dtype=torch.float64), torch.randn(2, 4, 7, 5)
+    inter = inter.double()
+    layers = [layer.double() for layer in layers]
+    terms = inter_terms(layers, inter)
+    for layer, term in zip(layers, terms, strict=True):
+        torch.testing.assert_close(layer.forward_with_inter_term(x, term), layer(x, inter))
+
+
+def test_merged_sft_equals_two_branches() -> None:
+    sft = SFT_layer(6).double()
+    x, inter = torch.randn(2, 6, 5, 4).double(), torch.randn(2, 6, 5, 4).double()
+    torch.testing.assert_close(sft(x, inter), x * sft.conv_gamma(inter) + sft.conv_beta(inter))
