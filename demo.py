@@ -46,19 +46,21 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
-        "--test_path", type=Path, default=Path("data/demo"), help="an image or a folder of images"
+        "--test_path", type=Path, default="data/demo", help="an image or a folder of images"
     )
-    parser.add_argument("--output_path", type=Path, default=Path("output/demo"))
     parser.add_argument(
-        "--ckpt", type=Path, default=DEFAULT_CKPT, help="checkpoint (official or ours)"
+        "--output_path", type=Path, default="output/demo", help="where the restored PNGs go"
+    )
+    parser.add_argument(
+        "--ckpt", type=Path, default=str(DEFAULT_CKPT), help="checkpoint (official or ours)"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument(
         "--tile",
         type=int,
         default=None,
-        help="restore in tiles of this size (default: whole image, or automatic tiles when "
-        "memory would not suffice)",
+        help="restore in tiles of this size; unset: whole image, or automatic tiles when "
+        "memory would not suffice",
     )
     parser.add_argument("--tile_overlap", type=int, default=32, help="overlap of tiles (pixels)")
     parser.add_argument(

@@ -85,25 +85,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--denoise_path",
         type=Path,
         nargs="+",
-        default=[Path("data/test/denoise")],
+        default=["data/test/denoise"],
         help="folders of clean images (each one a set), or a folder of such folders",
     )
     parser.add_argument(
         "--derain_path",
         type=Path,
         nargs="+",
-        default=[Path("data/test/derain")],
+        default=["data/test/derain"],
         help="folders with input/ + target/ (equal names), or a folder of such folders",
     )
     parser.add_argument(
         "--dehaze_path",
         type=Path,
         nargs="+",
-        default=[Path("data/test/dehaze")],
+        default=["data/test/dehaze"],
         help="folders with input/XXXX_A_B.ext + target/XXXX.png (or hazy/ + gt/)",
     )
-    parser.add_argument("--sigmas", type=int, nargs="+", default=[15, 25, 50])
-    parser.add_argument("--output_path", type=Path, default=Path("output/test"))
+    parser.add_argument(
+        "--sigmas", type=int, nargs="+", default=[15, 25, 50], help="noise levels to test"
+    )
+    parser.add_argument(
+        "--output_path",
+        type=Path,
+        default="output/test",
+        help="where results.csv, summary.json and images/ go",
+    )
     parser.add_argument("--save_images", action="store_true", help="save the restored images")
     parser.add_argument(
         "--full_size", action="store_true", help="no crop to a multiple of 16 (not the paper's)"
@@ -117,9 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--tile",
         type=int,
         default=None,
-        help="restore in tiles of this size (bounded memory; numbers then differ slightly)",
+        help="restore in tiles of this size (bounded memory; numbers then differ slightly); "
+        "unset: whole images, or automatic tiles when memory would not suffice",
     )
-    parser.add_argument("--tile_overlap", type=int, default=32)
+    parser.add_argument("--tile_overlap", type=int, default=32, help="overlap of tiles (pixels)")
     return parser
 
 
