@@ -131,7 +131,9 @@ def main(args: argparse.Namespace) -> int:
         logger.error("%s", error)
         return EXIT_SETUP
     if not inputs:
-        logger.error("%s: no images (extensions: %s)", args.test_path, " ".join(sorted(IMAGE_EXTENSIONS)))
+        logger.error(
+            "%s: no images (extensions: %s)", args.test_path, " ".join(sorted(IMAGE_EXTENSIONS))
+        )
         return EXIT_SETUP
     if not args.ckpt.is_file():
         logger.error(
