@@ -73,6 +73,8 @@ def find_inputs(test_path: Path) -> list[Path]:
     """A single file (taken as given), or the image files of a folder."""
     if test_path.is_file():
         return [test_path]
+    if not test_path.exists():
+        raise FileNotFoundError(f"{test_path}: no such file or folder")
     return list_images(test_path)
 
 
