@@ -60,7 +60,8 @@ def read_image_alpha(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise ImageReadError(f"{path}: cannot read image ({error})") from error
     image = _to_8bit(image)
     if image.mode == "P":
-        image = image.convert("RGBA")
+        # Only a palette with a transparent entry has an alpha channel worth keeping.
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in ("LA", "RGBA", "PA"):
         rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)
         alpha = rgba[..., 3:] / 255.0
