@@ -34,9 +34,8 @@ class _Samples(NamedTuple):
 
     index: torch.Tensor  # (S, 4) rows of the padded channels-last input; (y0x0, y0x1, y1x0, y1x1)
     weight: torch.Tensor  # (S, 4) bilinear weight * mask
-    wy: torch.Tensor  # (S, 2) bilinear weights of rows y0, y0 + 1 (without mask)
-    wx: torch.Tensor  # (S, 2) bilinear weights of columns x0, x0 + 1
-    mask: torch.Tensor  # (S, 1)
+    w: torch.Tensor  # (S, 2, 2): [(1 - ly, ly), (1 - lx, lx)], bilinear weights without mask
+    mask: torch.Tensor  # (rows, W_out, K) view of the mask
 
 
 def _padded_rows(x: torch.Tensor) -> torch.Tensor:
@@ -51,58 +50,64 @@ def _is_channels_last(x: torch.Tensor) -> bool:
     return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
+def _base_positions(
+    h_out: int, w_out: int, kernel: tuple[int, int], padding: int, dtype: torch.dtype, device
+) -> torch.Tensor:
+    """(H_out, W_out, K, 2) image (y, x) of output pixel + kernel point, before the offset.
+
+    Offsets are added to these absolute positions, in torchvision's order of operations, so
+    that a sample within float rounding of an integer falls on the same side as torchvision's.
+    """
+    kh, kw = kernel
+    tap_y = torch.arange(kh, device=device, dtype=dtype).repeat_interleave(kw) - padding  # (K,)
+    tap_x = torch.arange(kw, device=device, dtype=dtype).repeat(kh) - padding
+    base_y = torch.arange(h_out, device=device, dtype=dtype).view(h_out, 1, 1) + tap_y
+    base_x = torch.arange(w_out, device=device, dtype=dtype).view(1, w_out, 1) + tap_x
+    return torch.stack(torch.broadcast_tensors(base_y, base_x), -1)
+
+
 def _sample(
     offset: torch.Tensor,
     mask: torch.Tensor,
+    base: torch.Tensor,
     row0: int,
     first_row: int,
     size: tuple[int, int],
-    kernel: tuple[int, int],
-    padding: int,
 ) -> _Samples:
     """Corners for output rows row0.. of one image.
 
     Args:
         offset: (2*K, rows, W_out) of that image, interleaved (dy, dx).
         mask: (K, rows, W_out).
+        base: (H_out, W_out, K, 2) from ``_base_positions``.
         row0: first output row of the chunk.
         first_row: index of the image's first padded row in the (N*(H+4)*(W+4), C) table.
-        size: (H, W) of the input; kernel: (kh, kw).
+        size: (H, W) of the input.
     """
     height, width = size
-    kh, kw = kernel
-    k = kh * kw
     _, rows, w_out = offset.shape
-    dev, dt = offset.device, offset.dtype
-    off = offset.permute(1, 2, 0).reshape(rows, w_out, k, 2)  # (rows, Wo, K, (dy, dx))
-    m = mask.permute(1, 2, 0).reshape(-1, 1)  # (S, 1)
-    # Positions in padded coordinates (shifted by the border), clamped so that they stay finite
-    # and index the padding when outside the image.
-    shift = _BORDER - padding
-    tap_y = torch.arange(kh, device=dev, dtype=dt).repeat_interleave(kw) + (shift + row0)  # (K,)
-    tap_x = torch.arange(kw, device=dev, dtype=dt).repeat(kh) + shift
-    base_y = torch.arange(rows, device=dev, dtype=dt).view(rows, 1, 1) + tap_y  # (rows, 1, K)
-    base_x = torch.arange(w_out, device=dev, dtype=dt).view(1, w_out, 1) + tap_x  # (1, Wo, K)
-    py = torch.add(off[..., 0], base_y, out=off.new_empty(off.shape[:-1]))  # (rows, Wo, K)
-    px = torch.add(off[..., 1], base_x, out=off.new_empty(off.shape[:-1]))
-    py = py.clamp_(0, height + _BORDER).view(-1)  # (S,)
-    px = px.clamp_(0, width + _BORDER).view(-1)
-    y0 = py.floor()
-    x0 = px.floor()
-    ly = (py - y0).unsqueeze(-1)  # (S, 1)
-    lx = (px - x0).unsqueeze(-1)
-    wy = torch.cat([1 - ly, ly], -1)  # (S, 2)
-    wx = torch.cat([1 - lx, lx], -1)
-    weight = ((wy * m).unsqueeze(-1) * wx.unsqueeze(-2)).view(-1, 4)  # (S, 4)
+    k = mask.shape[0]
+    off = offset.permute(1, 2, 0).view(rows, w_out, k, 2)  # (rows, Wo, K, (dy, dx)), a view
+    # Clamped so that positions stay finite and far samples read the zero border.
+    upper = offset.new_tensor([height, width])
+    pos = torch.add(off, base[row0 : row0 + rows], out=offset.new_empty(rows, w_out, k, 2))
+    pos = pos.clamp_(torch.full_like(upper, -_BORDER), upper)
+    top_left = pos.floor()
+    frac = pos.sub_(top_left).unsqueeze(-1)  # (rows, Wo, K, 2, 1)
+    # [[1 - ly, ly], [1 - lx, lx]] in one op.
+    w = torch.addcmul(frac.new_tensor([1.0, 0.0]), frac, frac.new_tensor([-1.0, 1.0]))
+    m = mask.permute(1, 2, 0)  # (rows, Wo, K), a view
+    wy_m = torch.mul(w[..., 0, :], m.unsqueeze(-1), out=w.new_empty(rows, w_out, k, 2))
+    weight = (wy_m.unsqueeze(-1) * w[..., 1, :].unsqueeze(-2)).view(-1, 4)  # (S, 4)
     padded_w = width + 2 * _BORDER
     # int32 indices make embedding_bag faster; int64 only for tables beyond 2**31 rows.
-    idx_dtype = (
-        torch.int32 if first_row + (height + 2 * _BORDER) * padded_w < 2**31 else torch.int64
-    )
-    corner = torch.tensor([0, 1, padded_w, padded_w + 1], device=dev, dtype=idx_dtype)
-    top_left = (y0.to(idx_dtype) * padded_w).add_(x0.to(idx_dtype)).add_(first_row)
-    index = top_left.unsqueeze(-1) + corner  # (S, 4)
-    return _Samples(index, weight, wy, wx, m)
+    table_rows = first_row + (height + 2 * _BORDER) * padded_w
+    idx_dtype = torch.int32 if table_rows < 2**31 else torch.int64
+    corner = torch.tensor([0, 1, padded_w, padded_w + 1], device=offset.device, dtype=idx_dtype)
+    corner += first_row + _BORDER * padded_w + _BORDER  # image (0, 0) in the padded table
+    yx = top_left.to(idx_dtype)
+    index = yx[..., 1].add(yx[..., 0], alpha=padded_w).view(-1, 1) + corner  # (S, 4)
+    return _Samples(index, weight, w.view(-1, 2, 2), m)
 
 
 def _row_chunks(n: int, h_out: int, w_out: int, per_pixel_bytes: int) -> list[tuple[int, int, int]]:
@@ -149,10 +154,10 @@ class _GatherDeformConv(torch.autograd.Function):
             if channels_last
             else x.new_empty(n, c_out, h_out, w_out)
         )
-        for i, r0, r1 in _row_chunks(n, h_out, w_out, k * c * x.element_size()):
-            s = _sample(
-                offset[i, :, r0:r1], mask[i, :, r0:r1], r0, i * plane, (h, w), (kh, kw), padding
-            )
+        chunks = _row_chunks(n, h_out, w_out, k * c * x.element_size())
+        base = _base_positions(h_out, w_out, (kh, kw), padding, offset.dtype, offset.device)
+        for i, r0, r1 in chunks:
+            s = _sample(offset[i, :, r0:r1], mask[i, :, r0:r1], base, r0, i * plane, (h, w))
             cols = F.embedding_bag(s.index, rows, per_sample_weights=s.weight, mode="sum")
             cols = cols.view(-1, k * c)  # (rows*Wo, K*C)
             if channels_last:
@@ -179,10 +184,10 @@ class _GatherDeformConv(torch.autograd.Function):
         grad_w_mat = x.new_zeros(c_out, k * c) if need_weight else None
         grad_offset = torch.empty_like(offset) if need_corner else None
         grad_mask = torch.empty_like(mask) if need_corner else None
-        for i, r0, r1 in _row_chunks(n, h_out, w_out, k * c * x.element_size()):
-            s = _sample(
-                offset[i, :, r0:r1], mask[i, :, r0:r1], r0, i * plane, (h, w), (kh, kw), ctx.padding
-            )
+        chunks = _row_chunks(n, h_out, w_out, k * c * x.element_size())
+        base = _base_positions(h_out, w_out, (kh, kw), ctx.padding, offset.dtype, offset.device)
+        for i, r0, r1 in chunks:
+            s = _sample(offset[i, :, r0:r1], mask[i, :, r0:r1], base, r0, i * plane, (h, w))
             g = grad_out[i, :, r0:r1].permute(1, 2, 0).reshape(-1, c_out)  # (rows*Wo, C_out)
             with torch.enable_grad():
                 corner_w = s.weight.requires_grad_(need_corner)
@@ -215,13 +220,15 @@ def _corner_grads_to_offset_mask(
 ) -> None:
     """Chain rule: (S, 4) corner-weight grads -> offset (2K, rows, Wo), mask (K, rows, Wo)."""
     g2 = grad_corner.view(-1, 2, 2)  # (S, y corner, x corner)
-    g_y = (g2 * s.wx.unsqueeze(1)).sum(-1)  # (S, 2): summed over x corners
-    g_x = (g2 * s.wy.unsqueeze(-1)).sum(1)  # (S, 2): summed over y corners
+    wy, wx = s.w[:, 0], s.w[:, 1]  # (S, 2) each
+    g_y = (g2 * wx.unsqueeze(1)).sum(-1)  # (S, 2): summed over x corners
+    g_x = (g2 * wy.unsqueeze(-1)).sum(1)  # (S, 2): summed over y corners
     # d wy / d py = (-1, 1), likewise for x; the mask multiplies both.
-    d_off = torch.stack([g_y[:, 1] - g_y[:, 0], g_x[:, 1] - g_x[:, 0]], -1) * s.mask  # (S, 2)
+    m = s.mask.reshape(-1, 1)  # (S, 1)
+    d_off = torch.stack([g_y[:, 1] - g_y[:, 0], g_x[:, 1] - g_x[:, 0]], -1) * m  # (S, 2)
     _, rows, w_out = grad_mask.shape
     grad_offset.copy_(d_off.view(rows, w_out, -1).permute(2, 0, 1))
-    grad_mask.copy_((g_y * s.wy).sum(-1).view(rows, w_out, -1).permute(2, 0, 1))
+    grad_mask.copy_((g_y * wy).sum(-1).view(rows, w_out, -1).permute(2, 0, 1))
 
 
 def deform_conv2d_gather(
