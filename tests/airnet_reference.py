@@ -61,7 +61,10 @@ def official_key_shapes(queue_size: int = 1280) -> dict[str, tuple[int, ...]]:
 def random_official_state_dict(queue_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
     """A checkpoint as the official code would save it, with random but well-scaled values.
 
-    Offsets are large enough (several pixels) that deformable sampling leaves the image.
+    The restorer's weights are scaled down so that the deep random network stays well
+    conditioned (at full scale, 50 random DGMs amplify rounding differences of 1e-7 to O(1),
+    so no two exact implementations would agree); offset convs are scaled up so that offsets
+    reach many pixels and deformable sampling leaves the image (see ``first_offsets``).
     """
     gen = torch.Generator().manual_seed(seed)
     state = {}
@@ -78,7 +81,9 @@ def random_official_state_dict(queue_size: int, seed: int = 0) -> dict[str, torc
             state[key] = torch.randn(shape, generator=gen) * 0.1
         elif key.endswith(".weight") and len(shape) > 1:
             fan_in = torch.tensor(shape[1:]).prod().item()
-            scale = 3.0 if "conv_offset_mask" in key else 1.0
+            scale = 1.0
+            if key.startswith("R."):
+                scale = 20.0 if "conv_offset_mask" in key else 0.5
             state[key] = torch.randn(shape, generator=gen) * scale / fan_in**0.5
         else:
             state[key] = torch.randn(shape, generator=gen) * 0.1
@@ -148,6 +153,14 @@ def reference_restorer(sd, x, inter, n_groups=5, n_blocks=5):
         r = _conv3(sd, f"R.body.{g}.body.{n_blocks}", r) + gi
     r = _conv3(sd, f"R.body.{n_groups}", r) + head
     return _conv3(sd, "R.tail.0", r)
+
+
+def first_offsets(sd, x):
+    """(N, 18, H, W) offsets of the first DGM in eval mode, to check how far they reach."""
+    _, _, inter = reference_encoder(sd, "encoder_q", x)
+    head = _conv3(sd, "R.head.0", x)
+    om = _conv3(sd, "R.body.0.body.0.dgm1.dcn.conv_offset_mask", torch.cat([head, inter], 1))
+    return om[:, :18]
 
 
 def reference_eval(sd, x):

@@ -6,6 +6,7 @@ import torch
 
 from net import AirNet, load_airnet
 from tests.airnet_reference import (
+    first_offsets,
     official_key_shapes,
     random_official_state_dict,
     reference_eval,
@@ -42,6 +43,7 @@ def test_official_checkpoint_loads_strictly_and_matches_reference_eval(tmp_path)
     assert ours.shape == x.shape
     assert (ours - expected).abs().max().item() < 1e-4
     assert expected.std() > 0.01  # the comparison is not between two constants
+    assert first_offsets(state, x).abs().max() > 10  # samples fall outside the 19x26 image
 
 
 def test_training_forward_matches_reference_for_the_same_queue():
