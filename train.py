@@ -72,6 +72,16 @@ class NonFiniteLossError(RuntimeError):
 
 
 @dataclass
+class Position:
+    """Where a run is: the epoch to train, batches of it already done, optimiser steps."""
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    best_psnr: float = -math.inf
+
+
+@dataclass
 class TrainResult:
     """What ``main`` returns: the trained model (unwrapped) and where the run stopped."""
 
@@ -152,7 +162,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def load_training_checkpoint(path: Path, args: argparse.Namespace) -> dict[str, Any]:
+def load_training_checkpoint(
+    path: Path, args: argparse.Namespace, world_size: int
+) -> dict[str, Any]:
     """Read a training checkpoint and take its model/data settings into ``args``."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if not {"model", "optimizer", "epoch", "args"} <= checkpoint.keys():
@@ -162,6 +174,13 @@ def load_training_checkpoint(path: Path, args: argparse.Namespace) -> dict[str, 
         if stored is not None and stored != getattr(args, name):
             logger.warning("--%s: resuming with the checkpoint's %s", name, stored)
             setattr(args, name, stored)
+    if checkpoint["args"].get("world_size", 1) != world_size:
+        logger.warning(
+            "the checkpoint was written by %d process(es), this run has %d: the data order "
+            "differs from an uninterrupted run",
+            checkpoint["args"].get("world_size", 1),
+            world_size,
+        )
     return checkpoint
 
 
@@ -309,22 +328,20 @@ def save_training_state(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     args: argparse.Namespace,
-    epoch: int,
-    batch: int,
-    step: int,
-    best_psnr: float,
+    position: Position,
 ) -> None:
     """Everything needed to resume: the model (its MoCo queue and pointer are buffers in it),
-    optimiser, AMP scaler, position (next epoch, batches done in it, step), RNG states, args."""
+    optimiser, AMP scaler, position (epoch to train, batches done in it, step), RNG states and
+    the resolved arguments."""
     save_checkpoint_atomic(
         {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(),
-            "epoch": epoch,
-            "batch": batch,
-            "step": step,
-            "best_psnr": best_psnr,
+            "epoch": position.epoch,
+            "batch": position.batch,
+            "step": position.step,
+            "best_psnr": position.best_psnr,
             "rng": rng_states(),
             "args": vars(args),
         },
@@ -378,13 +395,98 @@ def main(args: argparse.Namespace) -> TrainResult:
         cleanup_distributed()
 
 
+def optimizer_step(
+    net: nn.Module,
+    batch: dict[str, torch.Tensor],
+    encoder_only: bool,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    info: DistInfo,
+    device: torch.device,
+    amp: bool,
+) -> dict[str, float]:
+    """One step; returns the losses and accuracy averaged over the processes."""
+    with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+        loss, stats = compute_losses(net, batch, encoder_only, device)
+    values = all_reduce_mean(torch.stack(list(stats.values())), info).tolist()
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return dict(zip(stats, values, strict=True))
+
+
+def train_one_epoch(
+    net: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    position: Position,
+    args: argparse.Namespace,
+    info: DistInfo,
+    device: torch.device,
+    run_log: RunLog | None,
+) -> bool:
+    """Train the rest of ``position.epoch``; returns True when --max_steps stopped it."""
+    encoder_only = position.epoch < args.epochs_encoder
+    lr = optimizer.param_groups[0]["lr"]
+    phase = "encoder" if encoder_only else "full"
+    progress = tqdm(
+        loader, desc=f"epoch {position.epoch} ({phase})", disable=not info.is_main, leave=False
+    )
+    window: dict[str, list[float]] = {}
+    for batch in progress:
+        stats = optimizer_step(net, batch, encoder_only, optimizer, scaler, info, device, args.amp)
+        position.step += 1
+        position.batch += 1
+        if not all(math.isfinite(value) for value in stats.values()):
+            checkpoint = Path(args.ckpt_path) / TRAIN_CHECKPOINT
+            raise NonFiniteLossError(
+                non_finite_message(stats, position.step, position.epoch, checkpoint)
+            )
+        progress.set_postfix({name: f"{value:.4f}" for name, value in stats.items()})
+        for name, value in stats.items():
+            window.setdefault(name, []).append(value)
+        if run_log is not None and position.step % args.log_every == 0:
+            means = {name: float(np.mean(values)) for name, values in window.items()}
+            run_log.write("train", position.step, position.epoch, {**means, "lr": lr})
+            window = {}
+        if args.max_steps is not None and position.step >= args.max_steps:
+            progress.close()
+            return True
+    progress.close()
+    return False
+
+
+def validate_and_log(
+    model: AirNet,
+    validation_set: list[ValidationImage],
+    epoch: int,
+    position: Position,
+    args: argparse.Namespace,
+    device: torch.device,
+    run_log: RunLog,
+) -> dict[str, float]:
+    """Validate, log the numbers and sample images, export the model if it is the best yet."""
+    metrics, restored = validate(model, validation_set, device)
+    run_log.write("val", position.step, epoch, metrics)
+    log_validation(run_log.writer, Path(args.output_path), validation_set, restored, position.step)
+    summary = " ".join(f"{name}={value:.3f}" for name, value in metrics.items())
+    logger.info("epoch %d step %d: %s", epoch, position.step, summary)
+    if metrics["psnr/mean"] > position.best_psnr:
+        position.best_psnr = metrics["psnr/mean"]
+        best = Path(args.ckpt_path) / "airnet_best.pth"
+        export_model(model, args, best, epoch=epoch, step=position.step)
+    return {"epoch": epoch, "step": position.step, **metrics}
+
+
 def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> TrainResult:
     if not info.is_main:
         logging.getLogger().setLevel(logging.WARNING)
     checkpoint = None
     if args.resume:
         resume_path = resolve_checkpoint(args.resume)
-        checkpoint = load_training_checkpoint(resume_path, args)
+        checkpoint = load_training_checkpoint(resume_path, args, info.world_size)
         logger.info("resuming from %s", resume_path)
     if args.amp and device.type != "cuda":
         logger.warning("--amp needs CUDA; training in float32 on %s", device)
@@ -414,125 +516,75 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     scaler = torch.amp.GradScaler("cuda", enabled=args.amp)
 
-    start_epoch, start_batch, step, best_psnr = 0, 0, 0, -math.inf
+    position = Position()
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scaler.load_state_dict(checkpoint["scaler"])
         set_rng_states(checkpoint["rng"])
-        start_epoch, start_batch = checkpoint["epoch"], checkpoint["batch"]
-        step, best_psnr = checkpoint["step"], checkpoint["best_psnr"]
+        position = Position(
+            checkpoint["epoch"], checkpoint["batch"], checkpoint["step"], checkpoint["best_psnr"]
+        )
         del checkpoint
 
     ckpt_path = Path(args.ckpt_path)
-    train_checkpoint = ckpt_path / TRAIN_CHECKPOINT
     run_log = RunLog(Path(args.log_dir), args) if info.is_main else None
-    if info.is_main:
-        n_params = sum(p.numel() for p in model.parameters())
-        logger.info(
-            "AirNet %s, %d parameters, %d process(es) on %s, %d steps per epoch",
-            model_kwargs(args),
-            n_params,
-            info.world_size,
-            device,
-            sampler.batches_per_epoch(),
-        )
+    logger.info(
+        "AirNet %s, %d parameters, %d process(es) on %s, %d steps per epoch",
+        model_kwargs(args),
+        sum(p.numel() for p in model.parameters()),
+        info.world_size,
+        device,
+        sampler.batches_per_epoch(),
+    )
 
     validations = []
     net, net_phase = None, None
-    epoch = start_epoch
-    stopped = args.max_steps is not None and step >= args.max_steps
-    while epoch < args.epochs and not stopped:
+    stopped = args.max_steps is not None and position.step >= args.max_steps
+    while position.epoch < args.epochs and not stopped:
+        epoch = position.epoch
         encoder_only = epoch < args.epochs_encoder
-        lr = learning_rate(epoch, args.lr, args.epochs_encoder)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = learning_rate(epoch, args.lr, args.epochs_encoder)
         if net_phase != encoder_only:
             net = None
             gc.collect()  # the old DDP wrapper's gradient hooks go with it
             net, net_phase = wrap_for_phase(model, encoder_only, info, device), encoder_only
-        batch_index = start_batch if epoch == start_epoch else 0
-        sampler.set_epoch(epoch, batch_index)
-        phase = "encoder" if encoder_only else "full"
-        progress = tqdm(
-            loader, desc=f"epoch {epoch} ({phase})", disable=not info.is_main, leave=False
+        sampler.set_epoch(epoch, position.batch)
+        stopped = train_one_epoch(
+            net, loader, optimizer, scaler, position, args, info, device, run_log
         )
-        window: dict[str, list[float]] = {}
-        for batch in progress:
-            with torch.autocast(device.type, dtype=torch.float16, enabled=args.amp):
-                loss, stats = compute_losses(net, batch, encoder_only, device)
-            values = all_reduce_mean(torch.stack(list(stats.values())), info).tolist()
-            if not all(math.isfinite(value) for value in values):
-                raise NonFiniteLossError(
-                    non_finite_message(
-                        dict(zip(stats, values, strict=True)), step + 1, epoch, train_checkpoint
-                    )
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            batch_index += 1
-            for name, value in zip(stats, values, strict=True):
-                window.setdefault(name, []).append(value)
-            progress.set_postfix(
-                {name: f"{value:.4f}" for name, value in zip(stats, values, strict=True)}
-            )
-            if run_log is not None and step % args.log_every == 0:
-                means = {name: float(np.mean(v)) for name, v in window.items()}
-                run_log.write("train", step, epoch, {**means, "lr": lr})
-                window = {}
-            if args.max_steps is not None and step >= args.max_steps:
-                stopped = True
-                break
-        progress.close()
-        epoch_done = batch_index >= sampler.batches_per_epoch()
-        next_epoch, next_batch = (epoch + 1, 0) if epoch_done else (epoch, batch_index)
+        epoch_done = position.batch >= sampler.batches_per_epoch()
+        if epoch_done:
+            position.epoch, position.batch = epoch + 1, 0
 
         if info.is_main:
             due = args.val_every and (
                 (epoch_done and (epoch + 1) % args.val_every == 0)
                 or stopped
-                or next_epoch == args.epochs
+                or position.epoch == args.epochs
             )
             if due:
-                metrics, restored = validate(model, validation_set, device)
-                validations.append({"epoch": epoch, "step": step, **metrics})
-                run_log.write("val", step, epoch, metrics)
-                log_validation(
-                    run_log.writer, Path(args.output_path), validation_set, restored, step
+                validations.append(
+                    validate_and_log(model, validation_set, epoch, position, args, device, run_log)
                 )
-                logger.info(
-                    "epoch %d step %d: %s",
-                    epoch,
-                    step,
-                    " ".join(f"{k}={v:.3f}" for k, v in metrics.items()),
-                )
-                if metrics["psnr/mean"] > best_psnr:
-                    best_psnr = metrics["psnr/mean"]
-                    export_model(model, args, ckpt_path / "airnet_best.pth", epoch=epoch, step=step)
             save_training_state(
-                train_checkpoint,
-                model,
-                optimizer,
-                scaler,
-                args,
-                next_epoch,
-                next_batch,
-                step,
-                best_psnr,
+                ckpt_path / TRAIN_CHECKPOINT, model, optimizer, scaler, args, position
             )
-            export_model(model, args, ckpt_path / "airnet_last.pth", epoch=epoch, step=step)
+            export_model(
+                model, args, ckpt_path / "airnet_last.pth", epoch=epoch, step=position.step
+            )
             if epoch_done and (epoch + 1) % args.save_every == 0:
-                export_model(model, args, ckpt_path / f"airnet_epoch_{epoch + 1}.pth", step=step)
+                export = ckpt_path / f"airnet_epoch_{epoch + 1}.pth"
+                export_model(model, args, export, step=position.step)
         barrier(info)
-        epoch = next_epoch
 
     if run_log is not None:
         run_log.close()
-        logger.info("stopped at epoch %d, step %d; checkpoints in %s", epoch, step, ckpt_path)
-    return TrainResult(model, epoch, step, best_psnr, validations)
+    logger.info(
+        "stopped at epoch %d, step %d; checkpoints in %s", position.epoch, position.step, ckpt_path
+    )
+    return TrainResult(model, position.epoch, position.step, position.best_psnr, validations)
 
 
 def cli() -> None:
