@@ -163,7 +163,8 @@ class _GatherDeformConv(torch.autograd.Function):
             if channels_last:
                 torch.mm(cols, w_mat.t(), out=out[i, r0:r1].view(-1, c_out))
             else:
-                out[i, :, r0:r1] = torch.mm(w_mat, cols.t()).view(c_out, r1 - r0, w_out)
+                # Written in place: the (C_out, rows*Wo) block of out[i] is a strided matrix.
+                torch.mm(w_mat, cols.t(), out=out[i].view(c_out, -1)[:, r0 * w_out : r1 * w_out])
         ctx.save_for_backward(x, offset, mask, weight)
         ctx.padding = padding
         return out.permute(0, 3, 1, 2) if channels_last else out
