@@ -169,11 +169,18 @@ def load_training_checkpoint(
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if not {"model", "optimizer", "epoch", "args"} <= checkpoint.keys():
         raise ValueError(f"{path}: not a training checkpoint (use {TRAIN_CHECKPOINT})")
+    taken = {}
     for name in RESUME_KEYS:
         stored = checkpoint["args"].get(name)
         if stored is not None and stored != getattr(args, name):
-            logger.warning("--%s: resuming with the checkpoint's %s", name, stored)
+            taken[name] = stored
             setattr(args, name, stored)
+    if taken:
+        settings = " ".join(
+            f"--{name} {' '.join(map(str, value)) if isinstance(value, list) else value}"
+            for name, value in taken.items()
+        )
+        logger.info("the checkpoint's settings replace the command line's: %s", settings)
     if checkpoint["args"].get("world_size", 1) != world_size:
         logger.warning(
             "the checkpoint was written by %d process(es), this run has %d: the data order "
