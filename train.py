@@ -218,6 +218,22 @@ def build_loader(
     return loader, sampler
 
 
+def load_validation_set(args: argparse.Namespace) -> list[ValidationImage]:
+    """The held-out images of every trained type, read once before training starts."""
+    folders = {
+        "denoise": args.val_denoise_dir,
+        "derain": args.val_derain_dir,
+        "dehaze": args.val_dehaze_dir,
+    }
+    try:
+        return build_validation_set(args.de_type, folders, args.val_images, args.val_crop)
+    except (FileNotFoundError, ValueError) as error:
+        raise FileNotFoundError(
+            f"validation set: {error} (point --val_denoise_dir, --val_derain_dir and "
+            "--val_dehaze_dir at held-out images, or train without validation: --val_every 0)"
+        ) from error
+
+
 def wrap_for_phase(
     model: AirNet, encoder_only: bool, info: DistInfo, device: torch.device
 ) -> nn.Module:
@@ -505,14 +521,7 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
     seed_everything(args.seed)
 
     loader, sampler = build_loader(args, info, pin_memory=device.type == "cuda")
-    validation_set = []
-    if args.val_every and info.is_main:
-        folders = {
-            "denoise": args.val_denoise_dir,
-            "derain": args.val_derain_dir,
-            "dehaze": args.val_dehaze_dir,
-        }
-        validation_set = build_validation_set(args.de_type, folders, args.val_images, args.val_crop)
+    validation_set = load_validation_set(args) if args.val_every and info.is_main else []
 
     model = AirNet(**model_kwargs(args), queue_size=args.queue_size, dcn_impl=args.dcn_impl)
     if args.sync_bn and info.distributed and device.type == "cuda":
@@ -601,7 +610,7 @@ def cli() -> None:
     args = parse_args()
     try:
         main(args)
-    except NonFiniteLossError as error:
+    except (NonFiniteLossError, FileNotFoundError) as error:
         logger.error("%s", error)
         raise SystemExit(1) from None
 
