@@ -10,7 +10,8 @@ Phase 1 (epoch < --epochs_encoder) trains the degradation encoder alone with MoC
 contrastive loss; phase 2 trains the whole model with L1(restored, clean) + 0.1 * contrastive.
 Files written to --ckpt_path:
     airnet_last_train.pth  everything needed to resume (end of every epoch and at --max_steps)
-    airnet_last.pth        the model only ({"model", "args"}; official key names), same moments
+    airnet_last.pth        the model only, official key names, same moments (a flat state dict
+                           like the official files for the paper's size, else {"model", "args"})
     airnet_best.pth        the model only, best mean validation PSNR
     airnet_epoch_N.pth     the model only, every --save_every epochs
 """
@@ -62,6 +63,7 @@ logger = logging.getLogger("train")
 
 TRAIN_CHECKPOINT = "airnet_last_train.pth"
 CONTRAST_WEIGHT = 0.1  # phase 2: L1 + 0.1 * contrastive loss
+PAPER_SIZE = {"n_feats": 64, "n_groups": 5, "n_blocks": 5}
 # A resumed run takes these from its checkpoint: they fix the model and the data stream.
 RESUME_KEYS = ("de_type", "batch_size", "epoch_size", "patch_size", "seed", *MODEL_KWARGS)
 RESUME_KEYS += ("queue_size",)
@@ -97,7 +99,7 @@ class TrainResult:
 # ---------------------------------------------------------------------------------------------
 
 
-def learning_rate(epoch: int, base_lr: float, epochs_encoder: int) -> float:
+def lr_at_epoch(epoch: int, base_lr: float, epochs_encoder: int) -> float:
     """The learning rate during ``epoch`` (0-based), as the official code sets it.
 
     The official loop sets the rate at the end of epoch e for epoch e + 1:
@@ -339,10 +341,18 @@ def log_validation(
 
 
 def export_model(model: AirNet, args: argparse.Namespace, path: Path, **info: Any) -> None:
-    """Model-only file with official key names; ``load_airnet`` rebuilds its size from args."""
-    save_checkpoint_atomic(
-        {"model": model.state_dict(), "args": {**model_kwargs(args), **info}}, path
-    )
+    """Model-only file with the official key names, for test.py, demo.py and ``load_airnet``.
+
+    A model of the paper's size is saved as a flat state dict, the format of the official
+    files (so the official code loads it too); the official format cannot say what size a
+    smaller model has, so other sizes are saved as ``{"model": state_dict, "args": size}``.
+    ``info`` (epoch, step) goes into "args" of the latter only.
+    """
+    state_dict = model.state_dict()
+    if model_kwargs(args) == PAPER_SIZE:
+        save_checkpoint_atomic(state_dict, path)
+    else:
+        save_checkpoint_atomic({"model": state_dict, "args": {**model_kwargs(args), **info}}, path)
 
 
 def save_training_state(
@@ -561,7 +571,7 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
         epoch = position.epoch
         encoder_only = epoch < args.epochs_encoder
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(epoch, args.lr, args.epochs_encoder)
+            group["lr"] = lr_at_epoch(epoch, args.lr, args.epochs_encoder)
         if net_phase != encoder_only:
             net = None
             gc.collect()  # the old DDP wrapper's gradient hooks go with it

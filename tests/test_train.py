@@ -15,7 +15,7 @@ import train
 from net import AirNet, load_airnet
 from option import parse_args
 from tests.test_train_dataset import make_training_folders
-from train import NonFiniteLossError, learning_rate, main
+from train import NonFiniteLossError, export_model, lr_at_epoch, main
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--n_feats", "8", "--n_groups", "1", "--n_blocks", "1", "--queue_size", "16"]
@@ -59,7 +59,7 @@ def tiny_args(tmp_path: Path, *extra: str) -> list[str]:
     ],
 )
 def test_learning_rate_at_phase_boundaries(epoch, lr):
-    assert math.isclose(learning_rate(epoch, 1e-3, 100), lr, rel_tol=1e-12)
+    assert math.isclose(lr_at_epoch(epoch, 1e-3, 100), lr, rel_tol=1e-12)
 
 
 def test_both_phases_validation_and_exports(tmp_path):
@@ -166,3 +166,13 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     assert all(
         torch.isfinite(v).all() for v in checkpoint["model"].values() if v.is_floating_point()
     )
+
+
+def test_paper_size_export_is_an_official_flat_state_dict(tmp_path):
+    """The official code does ``net.load_state_dict(torch.load(path))``: it needs a flat dict."""
+    model = AirNet()
+    export_model(model, parse_args([]), tmp_path / "airnet_last.pth", epoch=3, step=9)
+    state = torch.load(tmp_path / "airnet_last.pth", weights_only=True)
+    assert list(state) == list(model.state_dict())
+    AirNet().load_state_dict(state)
+    assert load_airnet(tmp_path / "airnet_last.pth").config == AirNet().config
