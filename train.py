@@ -37,6 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from net import AirNet
 from option import parse_args
@@ -619,7 +620,8 @@ def cli() -> None:
     )
     args = parse_args()
     try:
-        main(args)
+        with logging_redirect_tqdm():  # log lines do not break the progress bar
+            main(args)
     except (NonFiniteLossError, FileNotFoundError) as error:
         logger.error("%s", error)
         raise SystemExit(1) from None
