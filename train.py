@@ -66,8 +66,8 @@ TRAIN_CHECKPOINT = "airnet_last_train.pth"
 CONTRAST_WEIGHT = 0.1  # phase 2: L1 + 0.1 * contrastive loss
 PAPER_SIZE = {"n_feats": 64, "n_groups": 5, "n_blocks": 5}
 # A resumed run takes these from its checkpoint: they fix the model and the data stream.
-RESUME_KEYS = ("de_type", "batch_size", "epoch_size", "patch_size", "seed", *MODEL_KWARGS)
-RESUME_KEYS += ("queue_size",)
+RESUME_KEYS = ("de_type", "batch_size", "epoch_size", "patch_size", "seed", "queue_size")
+RESUME_KEYS += MODEL_KWARGS
 
 
 class NonFiniteLossError(RuntimeError):
