@@ -146,7 +146,7 @@ class _GatherDeformConv(torch.autograd.Function):
         k = kh * kw
         rows = _padded_rows(x)  # (N*(H+4)*(W+4), C)
         plane = rows.shape[0] // n
-        w_mat = weight.permute(0, 2, 3, 1).reshape(c_out, k * c)  # (C_out, K*C)
+        w_mat_t = weight.permute(2, 3, 1, 0).reshape(k * c, c_out)  # (K*C, C_out)
         channels_last = _is_channels_last(x)
         # Output in the input's memory format; channels-last rows come straight out of the GEMM.
         out = (
@@ -161,10 +161,10 @@ class _GatherDeformConv(torch.autograd.Function):
             cols = F.embedding_bag(s.index, rows, per_sample_weights=s.weight, mode="sum")
             cols = cols.view(-1, k * c)  # (rows*Wo, K*C)
             if channels_last:
-                torch.mm(cols, w_mat.t(), out=out[i, r0:r1].view(-1, c_out))
+                torch.mm(cols, w_mat_t, out=out[i, r0:r1].view(-1, c_out))
             else:
-                # Written in place: the (C_out, rows*Wo) block of out[i] is a strided matrix.
-                torch.mm(w_mat, cols.t(), out=out[i].view(c_out, -1)[:, r0 * w_out : r1 * w_out])
+                # (rows*Wo, C_out) then a small transposed copy: faster than the NT product.
+                out[i, :, r0:r1] = torch.mm(cols, w_mat_t).t().view(c_out, r1 - r0, w_out)
         ctx.save_for_backward(x, offset, mask, weight)
         ctx.padding = padding
         return out.permute(0, 3, 1, 2) if channels_last else out
