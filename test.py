@@ -39,7 +39,7 @@ from net import load_airnet
 from utils.degradations import add_gaussian_noise, crop_to_multiple
 from utils.image_io import ImageReadError, image_to_tensor, read_image, save_image, tensor_to_image
 from utils.metrics import psnr, ssim
-from utils.restore import resolve_device, restore_tensor
+from utils.restore import PRECISIONS, resolve_device, restore_tensor
 from utils.test_dataset import (
     ImagePair,
     ImageSet,
@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
         "unset: whole images, or automatic tiles when memory would not suffice",
     )
     parser.add_argument("--tile_overlap", type=int, default=32, help="overlap of tiles (pixels)")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=list(PRECISIONS),
+        help="fp32 as the paper; bf16/fp16 autocast (the DCN stays fp32) changes the numbers",
+    )
     return parser
 
 
@@ -216,7 +222,9 @@ def evaluate_set(
             skipped[key] = str(error)
             continue
         image_start = time.perf_counter()
-        restored = restore_tensor(image_to_tensor(degraded), model, args.tile, args.tile_overlap)
+        restored = restore_tensor(
+            image_to_tensor(degraded), model, args.tile, args.tile_overlap, args.precision
+        )
         _synchronize(device)
         seconds = time.perf_counter() - image_start
         restored_hwc = restored[0].permute(1, 2, 0).numpy()  # (H, W, 3), clipped by the metrics

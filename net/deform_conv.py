@@ -11,6 +11,10 @@ Implementations (all exact, all tested against one reference):
 - ``"gather"``: pure PyTorch, fast on CPU; see ``net/dcn_gather.py``.
 - ``"grid_sample"``: pure PyTorch with ``F.grid_sample``; simple, kept as a baseline.
 - ``"auto"``: ``"torchvision"`` on CUDA, ``"gather"`` elsewhere (see benchmarks/bench_dcn.py).
+
+Under mixed precision (``torch.autocast``) every implementation computes in float32, as
+torchvision's own autocast rule for ``deform_conv2d`` does: sampling positions in float16 would
+be off by up to 0.25 px at x = 256, so the DCN stays exact while the plain convs run in 16 bits.
 """
 
 from __future__ import annotations
@@ -39,6 +43,33 @@ def resolve_impl(impl: str, device: torch.device) -> str:
     return "torchvision" if device.type == "cuda" else "gather"
 
 
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no argument and has one switch per device type
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return torch.is_autocast_enabled()
+
+
+def _deform(
+    name: str,
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    weight: torch.Tensor,
+    padding: int,
+) -> torch.Tensor:
+    """The implementation ``name`` (resolved, not "auto"), without bias."""
+    if name == "torchvision":
+        return torchvision.ops.deform_conv2d(
+            x, offset, weight, padding=(padding, padding), mask=mask
+        )
+    if name == "gather":
+        return deform_conv2d_gather(x, offset, mask, weight, padding)
+    return deform_conv2d_grid_sample(x, offset, mask, weight, padding)
+
+
 def modulated_deform_conv2d(
     x: torch.Tensor,
     offset: torch.Tensor,
@@ -63,14 +94,14 @@ def modulated_deform_conv2d(
         (N, C_out, H_out, W_out), H_out = H + 2 * padding - kh + 1.
     """
     name = resolve_impl(impl, x.device)
-    if name == "torchvision":
-        return torchvision.ops.deform_conv2d(
-            x, offset, weight, bias, padding=(padding, padding), mask=mask
-        )
-    if name == "gather":
-        out = deform_conv2d_gather(x, offset, mask, weight, padding)
+    if _autocast_enabled(x.device.type):
+        # torchvision's CPU kernel has no 16-bit version and no CPU autocast rule, so the rule
+        # is applied here for every implementation and device.
+        with torch.autocast(x.device.type, enabled=False):
+            out = _deform(name, x.float(), offset.float(), mask.float(), weight.float(), padding)
+        out = out.to(x.dtype)  # torchvision's rule: the output takes the input's dtype
     else:
-        out = deform_conv2d_grid_sample(x, offset, mask, weight, padding)
+        out = _deform(name, x, offset, mask, weight, padding)
     return out if bias is None else out + bias.view(1, -1, 1, 1)
 
 

@@ -204,3 +204,15 @@ def test_merged_sft_equals_two_branches() -> None:
     sft = SFT_layer(6).double()
     x, inter = torch.randn(2, 6, 5, 4).double(), torch.randn(2, 6, 5, 4).double()
     torch.testing.assert_close(sft(x, inter), x * sft.conv_gamma(inter) + sft.conv_beta(inter))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_float32_under_autocast(impl: str) -> None:
+    """Mixed precision leaves the DCN in float32: same result as without autocast."""
+    inputs = make_inputs(1, 4, 4, 9, 7, torch.float32, seed=11)
+    want = modulated_deform_conv2d(*inputs, impl=impl)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = modulated_deform_conv2d(*inputs, impl=impl)
+        half = modulated_deform_conv2d(inputs[0].bfloat16(), *inputs[1:], impl=impl)
+    assert got.dtype == torch.float32 and half.dtype == torch.bfloat16
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)

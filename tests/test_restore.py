@@ -127,3 +127,15 @@ def test_resolve_device():
 def test_cuda_without_cuda_is_a_clear_error():
     with pytest.raises(ValueError, match="CUDA is not available"):
         resolve_device("cuda")
+
+
+def test_bf16_precision_is_close_to_fp32(tiny_model, photo):
+    """Autocast runs (the result differs) and stays close: the DCN keeps float32."""
+    x = image_to_tensor(photo[:48, :40])
+    fp32 = restore_tensor(x, tiny_model)
+    bf16 = restore_tensor(x, tiny_model, precision="bf16")
+    diff = (bf16 - fp32).abs()
+    assert 0 < diff.max() < 0.05
+    assert restore(photo[:20, :20], tiny_model, precision="bf16").shape == (20, 20, 3)
+    with pytest.raises(ValueError, match="unknown precision"):
+        restore_tensor(x, tiny_model, precision="fp8")

@@ -31,6 +31,8 @@ BYTES_PER_PIXEL_PER_FEAT = 128
 # Share of the free memory an automatic tile size may plan to use.
 MEMORY_SHARE = 0.6
 MIN_TILE = 64
+# --precision: float32 (the paper's), or autocast to 16 bits (the DCN itself stays float32).
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -126,8 +128,16 @@ def _is_out_of_memory(error: BaseException) -> bool:
     return "out of memory" in message or "can't allocate memory" in message
 
 
-@torch.inference_mode()
-def _forward_tiled(x: torch.Tensor, model: nn.Module, tile: int, tile_overlap: int) -> torch.Tensor:
+def _forward(x: torch.Tensor, model: nn.Module, precision: str) -> torch.Tensor:
+    """model(x) under autocast to ``precision``, returned as float32 on the CPU."""
+    dtype = PRECISIONS[precision]
+    with torch.inference_mode(), torch.autocast(x.device.type, dtype, enabled=dtype is not None):
+        return model(x).float().cpu()
+
+
+def _forward_tiled(
+    x: torch.Tensor, model: nn.Module, tile: int, tile_overlap: int, precision: str = "fp32"
+) -> torch.Tensor:
     """x: (1, 3, H, W) on the model's device -> (1, 3, H, W) float32 on the CPU, unclamped."""
     _, channels, height, width = x.shape
     stride = tile - tile_overlap
@@ -136,7 +146,7 @@ def _forward_tiled(x: torch.Tensor, model: nn.Module, tile: int, tile_overlap: i
     for top in _tile_starts(height, tile, stride):
         for left in _tile_starts(width, tile, stride):
             bottom, right = min(top + tile, height), min(left + tile, width)
-            patch = model(x[:, :, top:bottom, left:right]).float().cpu()  # (1, 3, th, tw)
+            patch = _forward(x[:, :, top:bottom, left:right], model, precision)  # (1, 3, th, tw)
             ramp_y = _ramp(bottom - top, tile_overlap, top > 0, bottom < height)
             ramp_x = _ramp(right - left, tile_overlap, left > 0, right < width)
             window = ramp_y[:, None] * ramp_x[None, :]  # (th, tw)
@@ -150,6 +160,7 @@ def restore_tensor(
     model: nn.Module,
     tile: int | None = None,
     tile_overlap: int = 32,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """Run ``model`` (in eval mode) on x: (1, 3, H, W) in [0, 1] -> (1, 3, H, W) float on CPU.
 
@@ -160,7 +171,10 @@ def restore_tensor(
         model: AirNet (or any image-to-image module), already in eval mode.
         tile: tile size in pixels; None runs the whole image unless memory would not suffice.
         tile_overlap: pixels shared by neighbouring tiles, blended with a raised-cosine window.
+        precision: "fp32", or "bf16"/"fp16" autocast (mostly for CUDA; see ``PRECISIONS``).
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {list(PRECISIONS)}")
     if tile is not None and tile <= tile_overlap:
         raise ValueError(f"tile ({tile}) must be larger than tile_overlap ({tile_overlap})")
     device = model_device(model)
@@ -172,10 +186,9 @@ def restore_tensor(
         if tile is not None:
             logger.info("%dx%d image would not fit in memory: tiles of %d", width, height, tile)
     if tile is not None and tile < max(height, width):
-        return _forward_tiled(x, model, tile, tile_overlap)
+        return _forward_tiled(x, model, tile, tile_overlap, precision)
     try:
-        with torch.inference_mode():
-            return model(x).float().cpu()
+        return _forward(x, model, precision)
     except (RuntimeError, torch.OutOfMemoryError) as error:
         if not _is_out_of_memory(error) or max(height, width) <= MIN_TILE:
             raise
@@ -186,7 +199,7 @@ def restore_tensor(
     while True:
         logger.info("out of memory on a %dx%d image: trying tiles of %d", width, height, tile)
         try:
-            return _forward_tiled(x, model, tile, tile_overlap)
+            return _forward_tiled(x, model, tile, tile_overlap, precision)
         except (RuntimeError, torch.OutOfMemoryError) as error:
             if not _is_out_of_memory(error) or tile <= max(MIN_TILE, 2 * tile_overlap + 16):
                 raise
@@ -201,6 +214,7 @@ def restore(
     tile: int | None = None,
     tile_overlap: int = 32,
     device: str | torch.device | None = None,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Restore a uint8 RGB image (H, W, 3) and return uint8 (H, W, 3) of the same size.
 
@@ -211,10 +225,11 @@ def restore(
             the device's free memory would not suffice.
         tile_overlap: overlap of neighbouring tiles in pixels.
         device: run on this device (the model is moved there); None = where the model is.
+        precision: "fp32" (default, as the paper), or "bf16"/"fp16" autocast.
     """
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected a uint8 (H, W, 3) RGB array, got {image.dtype} {image.shape}")
     if device is not None:
         model.to(device)
-    restored = restore_tensor(image_to_tensor(image), model, tile, tile_overlap)
+    restored = restore_tensor(image_to_tensor(image), model, tile, tile_overlap, precision)
     return tensor_to_image(restored)

@@ -1,0 +1,228 @@
+"""Benchmark AirNet on CUDA: DCN layer, model eval and training step, float32 and mixed precision.
+
+Prints markdown tables:
+- DCN layer 64->64 3x3 + mask per implementation vs conv2d of the same shape (forward and
+  forward+backward ms, ratios, max difference to torchvision's output and gradients);
+- eval forward of the full model per implementation and precision (ms, ms per megapixel,
+  GFLOP/s at 6.44 M multiply-adds per pixel, peak memory, PSNR of the output against the
+  float32 output of the same implementation);
+- one training step (batch of 128^2 patches, L1 + 0.1 * CE, Adam; fp16 with a GradScaler as
+  train.py --amp does, bf16 without) with its peak memory.
+
+Weights are random (offsets of a few pixels), so the PSNR column measures arithmetic, not
+restoration quality; test.py --precision gives the latter with real weights.
+
+    python benchmarks/bench_cuda.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.bench_dcn import make_inputs, max_diff, run_layer  # noqa: E402
+from benchmarks.bench_model import build_model  # noqa: E402
+from net import load_airnet  # noqa: E402
+from utils.image_io import image_to_tensor, list_images, read_image  # noqa: E402
+from utils.restore import PRECISIONS, restore_tensor  # noqa: E402
+
+MACS_PER_PIXEL = 6.44e6  # full model, counted by benchmarks/bench_model.py
+
+
+def cuda_time(fn: Callable[[], object], repeat: int, warmup: int = 2) -> float:
+    """Median of ``repeat`` synchronised runs after ``warmup`` runs, in milliseconds.
+
+    The peak-memory counter is reset after the warm-ups: cudnn.benchmark tries algorithms with
+    large workspaces on the first call of each shape, which is not what a run keeps using.
+    """
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(repeat):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2] * 1e3
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = F.mse_loss(a.clamp(0, 1).float(), b.clamp(0, 1).float()).item()
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def eval_forward(
+    model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None
+) -> torch.Tensor:
+    with torch.inference_mode(), torch.autocast("cuda", dtype, enabled=dtype is not None):
+        return model(x)
+
+
+def train_step(model, optimizer, scaler, dtype, batch: list[torch.Tensor]) -> None:  # noqa: ANN001
+    query, key, clean = batch
+    with torch.autocast("cuda", dtype, enabled=dtype is not None):
+        restored, logits, labels = model(query, key)
+        loss = F.l1_loss(restored, clean) + 0.1 * F.cross_entropy(logits, labels)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+
+
+def dcn_section(args: argparse.Namespace) -> None:
+    print("\n## DCN layer 64->64 3x3 + mask, float32\n")
+    print(
+        "| shape | impl | fwd ms | fwd / conv | fwd+bwd ms | fwd+bwd / conv | max diff abs / rel |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for shape in args.shapes:
+        n, h, w = (int(v) for v in shape.split("x"))
+        inputs = [t.cuda() for t in make_inputs(n, 64, h, w)]
+        reference = run_layer("torchvision", inputs, backward=True)
+        conv_f = cuda_time(partial(run_layer, "conv2d", inputs, False), args.repeat)
+        conv_b = cuda_time(partial(run_layer, "conv2d", inputs, True), args.repeat)
+        print(f"| {shape} | conv2d | {conv_f:.2f} | 1.00 | {conv_b:.2f} | 1.00 | - |")
+        for impl in ("torchvision", "gather", "grid_sample"):
+            fwd = cuda_time(partial(run_layer, impl, inputs, False), args.repeat)
+            fb = cuda_time(partial(run_layer, impl, inputs, True), args.repeat)
+            absolute, relative = max_diff(run_layer(impl, inputs, True), reference)
+            print(
+                f"| {shape} | {impl} | {fwd:.2f} | {fwd / conv_f:.1f} | {fb:.2f} "
+                f"| {fb / conv_b:.1f} | {absolute:.1e} / {relative:.1e} |"
+            )
+
+
+def eval_section(args: argparse.Namespace) -> None:
+    print("\n## Eval forward, full model (5 groups x 5 blocks), batch 1\n")
+    print("| size | impl | precision | ms | ms / MPixel | GFLOP/s | peak GB | PSNR vs fp32 dB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for impl in args.impls:
+        model = build_model(impl, 5, 5, channels_last=False).cuda().eval()
+        for size in args.sizes:
+            x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).cuda()
+            outputs = {}
+            for precision, dtype in PRECISIONS.items():
+                ms = cuda_time(partial(eval_forward, model, x, dtype), args.repeat)
+                peak = torch.cuda.max_memory_allocated() / 2**30
+                outputs[precision] = eval_forward(model, x, dtype).float()
+                gflops = 2 * MACS_PER_PIXEL * size**2 / ms / 1e6
+                vs = (
+                    "-"
+                    if precision == "fp32"
+                    else f"{psnr(outputs[precision], outputs['fp32']):.1f}"
+                )
+                print(
+                    f"| {size}^2 | {impl} | {precision} | {ms:.1f} | {ms * 1e6 / size**2:.0f} "
+                    f"| {gflops:.0f} | {peak:.2f} | {vs} |"
+                )
+        del model
+        torch.cuda.empty_cache()
+
+
+def train_section(args: argparse.Namespace) -> None:
+    print(
+        f"\n## Training step, full model, batch {args.batch} of {args.patch}^2, "
+        "L1 + 0.1 * CE, Adam\n"
+    )
+    print("| impl | precision | ms / step | peak GB |")
+    print("|---|---|---|---|")
+    gen = torch.Generator().manual_seed(0)
+    shape = (args.batch, 3, args.patch, args.patch)
+    batch = [torch.rand(shape, generator=gen).cuda() for _ in "qkc"]
+    for impl in args.impls:
+        for precision, dtype in PRECISIONS.items():
+            model = build_model(impl, 5, 5, channels_last=False).cuda().train()
+            params = [p for p in model.parameters() if p.requires_grad]
+            optimizer = torch.optim.Adam(params, lr=1e-4)
+            scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+            step = partial(train_step, model, optimizer, scaler, dtype, batch)
+            ms = cuda_time(step, args.train_repeat)
+            peak = torch.cuda.max_memory_allocated() / 2**30
+            print(f"| {impl} | {precision} | {ms:.1f} | {peak:.2f} |")
+            del model, optimizer, step
+            torch.cuda.empty_cache()
+
+
+def device_name() -> str:
+    return torch.cuda.get_device_name()
+
+
+def checkpoint_section(args: argparse.Namespace) -> None:
+    """Real weights on real photos: PSNR to the clean image per precision, and to fp32's output."""
+    model = load_airnet(args.ckpt, "cuda")
+    paths = list_images(args.images)[: args.max_images]
+    rng = np.random.default_rng(0)
+    to_clean, to_fp32 = {p: [] for p in PRECISIONS}, {p: [] for p in PRECISIONS}
+    for path in paths:
+        clean = image_to_tensor(read_image(path))  # (1, 3, H, W)
+        noise = torch.from_numpy(rng.normal(0, args.sigma / 255, clean.shape).astype("float32"))
+        noisy = (clean + noise).clamp(0, 1)
+        fp32 = restore_tensor(noisy, model)
+        for precision in PRECISIONS:
+            out = fp32 if precision == "fp32" else restore_tensor(noisy, model, precision=precision)
+            to_clean[precision].append(psnr(out, clean))
+            to_fp32[precision].append(psnr(out, fp32))
+    print(
+        f"\n## {Path(args.ckpt).name} on {len(paths)} images of {args.images}, "
+        f"Gaussian noise sigma {args.sigma}\n"
+    )
+    print("| precision | mean PSNR to clean dB | mean PSNR to fp32 output dB |")
+    print("|---|---|---|")
+    for precision in PRECISIONS:
+        vs = "-" if precision == "fp32" else f"{np.mean(to_fp32[precision]):.1f}"
+        print(f"| {precision} | {np.mean(to_clean[precision]):.3f} | {vs} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--train-repeat", type=int, default=5)
+    parser.add_argument("--shapes", nargs="+", default=["1x256x256", "5x128x128"], help="NxHxW")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512, 1024])
+    parser.add_argument("--batch", type=int, default=5)
+    parser.add_argument("--patch", type=int, default=128)
+    parser.add_argument("--impls", nargs="+", default=["torchvision", "gather"])
+    parser.add_argument("--sections", nargs="*", default=["dcn", "eval", "train"])
+    parser.add_argument("--ckpt", help="with --images: also measure real weights on photos")
+    parser.add_argument("--images", help="folder of clean photos (e.g. CBSD68)")
+    parser.add_argument("--max_images", type=int, default=68)
+    parser.add_argument("--sigma", type=float, default=25)
+    parser.add_argument(
+        "--tf32", action="store_true", help="allow TF32 in cuDNN convs and matmuls (default off)"
+    )
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("bench_cuda.py needs a CUDA device")
+    # TF32 off: float32 means float32 here, so the fp32 rows are the exact baseline.
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = args.tf32
+    torch.backends.cudnn.benchmark = True
+    print(
+        f"# AirNet CUDA benchmark: {device_name()}, torch {torch.__version__}, "
+        f"CUDA {torch.version.cuda}, TF32 {'on' if args.tf32 else 'off'}, cudnn.benchmark on, "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; times: median of {args.repeat} "
+        f"(train: {args.train_repeat}) after 2 warm-ups"
+    )
+    sections = {"dcn": dcn_section, "eval": eval_section, "train": train_section}
+    for name in args.sections:
+        sections[name](args)
+    if args.ckpt and args.images:
+        checkpoint_section(args)
+
+
+if __name__ == "__main__":
+    main()
