@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -23,17 +24,6 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from net.deform_conv import DCN_IMPLS, modulated_deform_conv2d  # noqa: E402
-
-
-def best_time(fn: Callable[[], object], repeat: int) -> float:
-    """Fastest of ``repeat`` runs after one warm-up, in milliseconds (least disturbed by others)."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times) * 1e3
 
 
 def make_inputs(n: int, c: int, h: int, w: int, seed: int = 0) -> list[torch.Tensor]:
@@ -88,25 +78,53 @@ def max_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> tuple[float, float
     return absolute, relative
 
 
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1e3
+
+
+def paired_times(
+    fn: Callable[[], object], conv: Callable[[], object], repeat: int
+) -> tuple[float, float]:
+    """Best time of ``fn`` and of ``conv`` over ``repeat`` rounds that alternate them.
+
+    A shared machine speeds up and slows down over seconds; alternating the two exposes both to
+    the same conditions, so their ratio holds even when the absolute times drift.
+    """
+    fn(), conv()  # warm-up
+    times = [(timed(fn), timed(conv)) for _ in range(repeat)]
+    return min(t for t, _ in times), min(c for _, c in times)
+
+
 def bench_shape(shape: str, args: argparse.Namespace) -> None:
     """Table rows for one NxHxW shape: conv2d, then each implementation."""
     n, h, w = (int(v) for v in shape.split("x"))
     inputs = make_inputs(n, args.channels, h, w)
     reference = run_layer("torchvision", inputs, backward=True)
-    conv_f = best_time(lambda: run_layer("conv2d", inputs, False), args.repeat)
-    conv_b = best_time(lambda: run_layer("conv2d", inputs, True), args.repeat)
-    conv_mb = saved_bytes("conv2d", inputs) / 2**20
-    print(f"| {shape} | conv2d | {conv_f:.1f} | 1.00 | {conv_b:.1f} | 1.00 | - | {conv_mb:.1f} |")
+    conv_f, conv_b = (
+        partial(run_layer, "conv2d", inputs, False),
+        partial(run_layer, "conv2d", inputs, True),
+    )
+    rows, conv_fwd, conv_fb = [], [], []
     for impl in args.impls:
         repeat = 1 if impl == "torchvision" else args.repeat
-        fwd = best_time(lambda impl=impl: run_layer(impl, inputs, False), repeat)
-        fb = best_time(lambda impl=impl: run_layer(impl, inputs, True), repeat)
+        fwd, conv_fwd_i = paired_times(partial(run_layer, impl, inputs, False), conv_f, repeat)
+        fb, conv_fb_i = paired_times(partial(run_layer, impl, inputs, True), conv_b, repeat)
+        conv_fwd.append(conv_fwd_i)
+        conv_fb.append(conv_fb_i)
         absolute, relative = max_diff(run_layer(impl, inputs, True), reference)
         mb = saved_bytes(impl, inputs) / 2**20
-        print(
-            f"| {shape} | {impl} | {fwd:.1f} | {fwd / conv_f:.2f} | {fb:.1f} | {fb / conv_b:.2f} "
-            f"| {absolute:.1e} / {relative:.1e} | {mb:.1f} |"
+        rows.append(
+            f"| {shape} | {impl} | {fwd:.1f} | {fwd / conv_fwd_i:.2f} | {fb:.1f} "
+            f"| {fb / conv_fb_i:.2f} | {absolute:.1e} / {relative:.1e} | {mb:.1f} |"
         )
+    conv_mb = saved_bytes("conv2d", inputs) / 2**20
+    print(
+        f"| {shape} | conv2d | {min(conv_fwd):.1f} | 1.00 | {min(conv_fb):.1f} | 1.00 | - "
+        f"| {conv_mb:.1f} |"
+    )
+    print("\n".join(rows))
 
 
 def main() -> None:
@@ -135,6 +153,7 @@ def main() -> None:
         bench_shape(shape, args)
     print(
         "\nGoals: fwd / conv <= 3, fwd+bwd / conv <= 4, equal to torchvision within 1e-4.\n"
+        "Ratios divide by conv2d runs alternated with that implementation's runs (best of each).\n"
         "Diffs cover the output and the four gradients (grad_out = 1/sqrt(numel)); "
         "rel = diff / max|value|.\n'kept for backward' counts saved tensors other than the layer's "
         "own inputs (x, offset, mask, weight)."
