@@ -16,6 +16,7 @@ from net import AirNet, load_airnet
 from option import parse_args
 from tests.test_train_dataset import make_training_folders
 from train import NonFiniteLossError, export_model, lr_at_epoch, main
+from utils.checkpoint import save_checkpoint_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--n_feats", "8", "--n_groups", "1", "--n_blocks", "1", "--queue_size", "16"]
@@ -176,3 +177,9 @@ def test_paper_size_export_is_an_official_flat_state_dict(tmp_path):
     assert list(state) == list(model.state_dict())
     AirNet().load_state_dict(state)
     assert load_airnet(tmp_path / "airnet_last.pth").config == AirNet().config
+
+
+def test_checkpoints_are_readable_by_others(tmp_path):
+    save_checkpoint_atomic({"a": torch.zeros(1)}, tmp_path / "x.pth")
+    assert (tmp_path / "x.pth").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["x.pth"]  # no temporary file left
