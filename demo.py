@@ -30,7 +30,7 @@ from PIL import Image
 
 from net import load_airnet
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, list_images, read_image_alpha
-from utils.restore import PRECISIONS, resolve_device, restore
+from utils.restore import PRECISIONS, resolve_device, restore, warn_if_slow_precision
 
 logger = logging.getLogger("demo")
 
@@ -156,6 +156,7 @@ def main(args: argparse.Namespace) -> int:
         logger.error("%s", error)
         return EXIT_SETUP
     logger.info("device: %s, checkpoint: %s, %d image(s)", device, args.ckpt, len(inputs))
+    warn_if_slow_precision(args.precision, device)
 
     names = output_names(inputs)
     failed = []

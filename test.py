@@ -39,7 +39,7 @@ from net import load_airnet
 from utils.degradations import add_gaussian_noise, crop_to_multiple
 from utils.image_io import ImageReadError, image_to_tensor, read_image, save_image, tensor_to_image
 from utils.metrics import psnr, ssim
-from utils.restore import PRECISIONS, resolve_device, restore_tensor
+from utils.restore import PRECISIONS, resolve_device, restore_tensor, warn_if_slow_precision
 from utils.test_dataset import (
     ImagePair,
     ImageSet,
@@ -301,6 +301,7 @@ def write_summary(
             "seed": args.seed,
             "sigmas": args.sigmas,
             "tile": args.tile,
+            "precision": args.precision,
         },
         "results": [
             {**s, "psnr": _json_number(s["psnr"]), "ssim": _json_number(s["ssim"])}
@@ -324,6 +325,7 @@ def main(args: argparse.Namespace) -> int:
             logger.error("put the official weights in ckpt/ (see ckpt/README.md) or pass --ckpt")
         return EXIT_SETUP
     logger.info("checkpoint %s on %s", ckpt, device)
+    warn_if_slow_precision(args.precision, device)
     skipped: dict[Path, str] = {}
     for test_set in sets:
         for path, reason in test_set.problems:

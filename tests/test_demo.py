@@ -167,3 +167,14 @@ def test_torch_hub_local(tiny_ckpt):
         str(ROOT), "airnet", source="local", n_feats=8, n_groups=1, n_blocks=1, queue_size=16
     )
     assert not random_model.training
+
+
+def test_precision_flag(tmp_path, tiny_ckpt, caplog):
+    image = tmp_path / "in" / "a.png"
+    image.parent.mkdir()
+    Image.fromarray(random_rgb(21, 18)).save(image)
+    assert run(image, tmp_path / "bf16", tiny_ckpt, "--precision", "bf16") == 0
+    assert Image.open(tmp_path / "bf16" / "a.png").size == (18, 21)
+    with caplog.at_level(logging.WARNING):
+        assert run(image, tmp_path / "fp16", tiny_ckpt, "--precision", "fp16") == 0
+    assert "fp16 is very slow on CPU" in caplog.text

@@ -262,3 +262,18 @@ def test_bundled_sample_data_runs(tiny_ckpt, tmp_path):
     assert test_script.main(test_script.build_parser().parse_args(argv)) == 0
     sets = {r["set"] for r in read_summary(tmp_path)["results"]}
     assert sets == {"CBSD68", "Rain100L", "SOTS_outdoor"}
+
+
+def test_bf16_precision_scores_close_to_fp32(tiny_ckpt, tmp_path):
+    argv = ["--mode", "0", "--ckpt", str(tiny_ckpt), "--device", "cpu", "--sigmas", "25"]
+    argv += ["--denoise_path", str(ROOT / "data/test/denoise/CBSD68")]
+    psnrs = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        args = [*argv, "--output_path", str(out), "--precision", precision]
+        assert test_script.main(test_script.build_parser().parse_args(args)) == 0
+        summary = read_summary(out)
+        assert summary["protocol"]["precision"] == precision
+        psnrs[precision] = summary["results"][0]["psnr"]
+    assert psnrs["bf16"] != psnrs["fp32"]  # autocast did run
+    assert abs(psnrs["bf16"] - psnrs["fp32"]) < 0.1
