@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import random
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ from option import parse_args
 from utils.checkpoint import MODEL_KWARGS, save_checkpoint_atomic
 from utils.distributed import (
     DistInfo,
+    all_reduce_max,
     all_reduce_mean,
     barrier,
     cleanup_distributed,
@@ -51,6 +53,7 @@ from utils.distributed import (
 )
 from utils.image_io import image_to_tensor, save_image, tensor_to_image
 from utils.metrics import psnr, ssim
+from utils.stop import GracefulStop
 from utils.train_dataset import (
     BalancedBatchSampler,
     TrainDataset,
@@ -93,6 +96,7 @@ class TrainResult:
     step: int
     best_psnr: float
     validations: list[dict[str, float]] = field(default_factory=list)
+    interrupted: str | None = None  # name of the signal that stopped the run early, if any
 
 
 # ---------------------------------------------------------------------------------------------
@@ -460,8 +464,9 @@ def train_one_epoch(
     info: DistInfo,
     device: torch.device,
     run_log: RunLog | None,
+    stop: GracefulStop,
 ) -> bool:
-    """Train the rest of ``position.epoch``; returns True when --max_steps stopped it."""
+    """Train the rest of ``position.epoch``; True when --max_steps or a signal stopped it."""
     encoder_only = position.epoch < args.epochs_encoder
     lr = optimizer.param_groups[0]["lr"]
     phase = "encoder" if encoder_only else "full"
@@ -485,11 +490,22 @@ def train_one_epoch(
             means = {name: float(np.mean(values)) for name, values in window.items()}
             run_log.write("train", position.step, position.epoch, {**means, "lr": lr})
             window = {}
-        if args.max_steps is not None and position.step >= args.max_steps:
+        if (args.max_steps is not None and position.step >= args.max_steps) or stop_everywhere(
+            stop, info, device
+        ):
             progress.close()
             return True
     progress.close()
     return False
+
+
+def stop_everywhere(stop: GracefulStop, info: DistInfo, device: torch.device) -> bool:
+    """True on every process once any of them got a signal, so all stop at the same step
+    (and all report the signal)."""
+    signum = all_reduce_max(stop.signum, info, device)
+    if signum and stop.requested is None:
+        stop.requested = signal.Signals(signum).name
+    return signum > 0
 
 
 def validate_and_log(
@@ -565,6 +581,41 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
         sampler.batches_per_epoch(),
     )
 
+    with GracefulStop() as stop:
+        validations = train_loop(
+            model, optimizer, scaler, loader, sampler, validation_set, position, args, info,
+            device, run_log, stop,
+        )  # fmt: skip
+    if run_log is not None:
+        run_log.close()
+    logger.info(
+        "stopped at epoch %d, step %d; checkpoints in %s", position.epoch, position.step, ckpt_path
+    )
+    if stop.requested:
+        logger.warning(
+            "stopped by %s; continue with --resume %s", stop.requested, ckpt_path / TRAIN_CHECKPOINT
+        )
+    return TrainResult(
+        model, position.epoch, position.step, position.best_psnr, validations, stop.requested
+    )
+
+
+def train_loop(
+    model: AirNet,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    loader: DataLoader,
+    sampler: BalancedBatchSampler,
+    validation_set: list[ValidationImage],
+    position: Position,
+    args: argparse.Namespace,
+    info: DistInfo,
+    device: torch.device,
+    run_log: RunLog | None,
+    stop: GracefulStop,
+) -> list[dict[str, float]]:
+    """Epochs from ``position`` to the end (or --max_steps, or a signal); returns validations."""
+    ckpt_path = Path(args.ckpt_path)
     validations = []
     net, net_phase = None, None
     stopped = args.max_steps is not None and position.step >= args.max_steps
@@ -579,7 +630,7 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
             net, net_phase = wrap_for_phase(model, encoder_only, info, device), encoder_only
         sampler.set_epoch(epoch, position.batch)
         stopped = train_one_epoch(
-            net, loader, optimizer, scaler, position, args, info, device, run_log
+            net, loader, optimizer, scaler, position, args, info, device, run_log, stop
         )
         epoch_done = position.batch >= sampler.batches_per_epoch()
         if epoch_done:
@@ -588,7 +639,7 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
         if info.is_main:
             due = args.val_every and (
                 (epoch_done and (epoch + 1) % args.val_every == 0)
-                or stopped
+                or (stopped and not stop.requested)  # a signal wants a quick exit
                 or position.epoch == args.epochs
             )
             if due:
@@ -605,13 +656,7 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
                 export = ckpt_path / f"airnet_epoch_{epoch + 1}.pth"
                 export_model(model, args, export, step=position.step)
         barrier(info)
-
-    if run_log is not None:
-        run_log.close()
-    logger.info(
-        "stopped at epoch %d, step %d; checkpoints in %s", position.epoch, position.step, ckpt_path
-    )
-    return TrainResult(model, position.epoch, position.step, position.best_psnr, validations)
+    return validations
 
 
 def cli() -> None:
@@ -621,10 +666,12 @@ def cli() -> None:
     args = parse_args()
     try:
         with logging_redirect_tqdm():  # log lines do not break the progress bar
-            main(args)
+            result = main(args)
     except (NonFiniteLossError, FileNotFoundError) as error:
         logger.error("%s", error)
         raise SystemExit(1) from None
+    if result.interrupted:  # saved and resumable, but not finished: say so to the caller
+        raise SystemExit(128 + signal.Signals[result.interrupted].value)
 
 
 if __name__ == "__main__":

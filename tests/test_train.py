@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -183,3 +185,30 @@ def test_checkpoints_are_readable_by_others(tmp_path):
     save_checkpoint_atomic({"a": torch.zeros(1)}, tmp_path / "x.pth")
     assert (tmp_path / "x.pth").stat().st_mode & 0o777 == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["x.pth"]  # no temporary file left
+
+
+def test_sigterm_saves_a_resumable_checkpoint_and_exits(tmp_path):
+    """A cluster's SIGTERM mid-epoch: the step finishes, a checkpoint is written, exit 143."""
+    argv = tiny_args(tmp_path, "--epochs", "1000", "--epoch_size", "50", "--log_every", "1")
+    argv += ["--num_workers", "2"]
+    log = tmp_path / "logs" / "log.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, "train.py", *argv], cwd=REPO, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (log.is_file() and log.read_text().count('"train"') >= 3):
+            assert process.poll() is None and time.monotonic() < deadline, "no training steps"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "stopped by SIGTERM" in stderr
+    state = torch.load(tmp_path / "ckpt" / "airnet_last_train.pth", weights_only=True)
+    logged = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert state["step"] == max(logged) and state["step"] < 1000 * 50  # saved where it stopped
+    resumed = main(parse_args([*argv, "--resume", str(tmp_path / "ckpt")] + [
+        "--max_steps", str(state["step"] + 2), "--num_workers", "0"]))  # fmt: skip
+    assert resumed.step == state["step"] + 2 and resumed.interrupted is None

@@ -11,9 +11,11 @@ from pathlib import Path
 import torch
 import torch.multiprocessing as mp
 
+import train
 from option import parse_args
 from tests.test_train import tiny_args
 from train import main
+from utils.stop import GracefulStop
 
 WORLD_SIZE = 2
 
@@ -35,6 +37,8 @@ def _rank(rank: int, argv: list[str], port: int, out: str) -> None:
     torch.set_num_threads(1)
     result = main(parse_args(argv))
     torch.save(result.model.state_dict(), Path(out) / f"rank{rank}.pt")
+    summary = {"step": result.step, "interrupted": result.interrupted}
+    torch.save(summary, Path(out) / f"rank{rank}.result")
 
 
 def test_two_gloo_processes_stay_identical(tmp_path):
@@ -54,3 +58,29 @@ def test_two_gloo_processes_stay_identical(tmp_path):
     assert states[0]["E.E.queue"].shape == (32, 2560)
     assert int(states[0]["E.E.queue_ptr"]) == 40
     assert (tmp_path / "ckpt" / "airnet_last_train.pth").is_file()
+
+
+class _SignalledOnRankOne(GracefulStop):
+    """As if SIGTERM had reached rank 1 only, before its first step."""
+
+    def __enter__(self) -> GracefulStop:
+        super().__enter__()
+        if os.environ["RANK"] == "1":
+            self.requested = "SIGTERM"
+        return self
+
+
+def _rank_signalled(rank: int, argv: list[str], port: int, out: str) -> None:
+    train.GracefulStop = _SignalledOnRankOne
+    _rank(rank, argv, port, out)
+
+
+def test_a_signal_on_one_rank_stops_all_at_the_same_step(tmp_path):
+    argv = [*tiny_args(tmp_path), "--epoch_size", "20"]
+    mp.spawn(
+        _rank_signalled, args=(argv, _free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True
+    )
+    results = [torch.load(tmp_path / f"rank{r}.result", weights_only=True) for r in range(2)]
+    assert results == [{"step": 1, "interrupted": "SIGTERM"}] * 2
+    state = torch.load(tmp_path / "ckpt" / "airnet_last_train.pth", weights_only=True)
+    assert state["step"] == 1

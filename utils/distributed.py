@@ -82,6 +82,15 @@ def all_reduce_mean(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return tensor / info.world_size
 
 
+def all_reduce_max(value: int, info: DistInfo, device: torch.device) -> int:
+    """Largest ``value`` over the processes (itself when there is one)."""
+    if not info.distributed:
+        return value
+    tensor = torch.tensor([value], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
+
+
 def barrier(info: DistInfo) -> None:
     if info.distributed:
         dist.barrier()

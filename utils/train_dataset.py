@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import random
+import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -368,6 +369,10 @@ def seed_worker(worker_id: int) -> None:
     worker_seed = torch.initial_seed() % 2**32
     np.random.seed(worker_seed)
     random.seed(worker_seed)
+    # SIGTERM/Ctrl-C reach the whole process group; the main process finishes its step and
+    # saves (utils/stop.py), so the workers must not die under it. They end with the main one.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 # ---------------------------------------------------------------------------------------------
