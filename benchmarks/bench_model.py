@@ -77,7 +77,7 @@ def eval_worker(cfg: dict) -> dict:
         ms = best_time(lambda: model(x), cfg["repeat"])
         feat = torch.rand(1, 64, size, size).contiguous(memory_format=fmt)
         weight = torch.rand(64, 64, 3, 3).contiguous(memory_format=fmt)
-        conv_ms = best_time(lambda: F.conv2d(feat, weight, padding=1), 5)
+        conv_ms = best_time(lambda: F.conv2d(feat, weight, padding=1), 10)
     return {"ms": ms, "macs_per_pixel": macs_per_pixel, "conv_ms": conv_ms, "rss": peak_rss_mb()}
 
 
