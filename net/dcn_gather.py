@@ -192,7 +192,8 @@ class _GatherDeformConv(torch.autograd.Function):
         base = _base_positions(h_out, w_out, (kh, kw), ctx.padding, offset.dtype, offset.device)
         for i, r0, r1 in chunks:
             s = _sample(offset[i, :, r0:r1], mask[i, :, r0:r1], base, r0, i * plane, (h, w))
-            g = grad_out[i, :, r0:r1].permute(1, 2, 0).reshape(-1, c_out)  # (rows*Wo, C_out)
+            # (rows*Wo, C_out), a view in NCHW and in channels-last: BLAS reads it transposed.
+            g = grad_out[i, :, r0:r1].flatten(1).t()
             with torch.enable_grad():
                 corner_w = s.weight.requires_grad_(need_corner)
                 cols = F.embedding_bag(s.index, rows, per_sample_weights=corner_w, mode="sum")
