@@ -26,7 +26,6 @@ import logging
 import math
 import sys
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from net import load_airnet
-from utils.degradations import add_gaussian_noise, crop_to_multiple
+from utils.degradations import add_gaussian_noise, crop_to_multiple, noise_rng
 from utils.image_io import ImageReadError, image_to_tensor, read_image, save_image, tensor_to_image
 from utils.metrics import psnr, ssim
 from utils.restore import PRECISIONS, resolve_device, restore_tensor, warn_if_slow_precision
@@ -139,11 +138,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 class UnusableImageError(ValueError):
     """A readable test image that cannot be scored (wrong size); the message names the file."""
-
-
-def noise_rng(name: str, sigma: int, seed: int = 0) -> np.random.Generator:
-    """The generator of one image's test noise: a function of (seed, file name, sigma) only."""
-    return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8")), sigma])
 
 
 @dataclass

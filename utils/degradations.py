@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import re
+import zlib
 from pathlib import Path
 
 import numpy as np
+
+
+def noise_rng(name: str, sigma: int, seed: int = 0) -> np.random.Generator:
+    """The generator of one image's test noise: a function of (seed, file name, sigma) only,
+    so an image gets the same noise whatever other images are tested, in any order."""
+    return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8")), sigma])
 
 
 def add_gaussian_noise(clean: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:

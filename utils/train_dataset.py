@@ -31,6 +31,7 @@ from torch.utils.data import Dataset, Sampler
 from utils.degradations import (
     add_gaussian_noise,
     crop_to_multiple,
+    noise_rng,
     parse_haze_name,
     random_dihedral,
 )
@@ -431,11 +432,11 @@ def build_validation_set(
             pairs = pairs[:max_images]
         if not pairs:
             raise FileNotFoundError(f"{folder}: no validation image for {de_type}")
-        for index, (degraded_path, clean_path) in enumerate(pairs):
+        for degraded_path, clean_path in pairs:
             clean = crop_to_multiple(_centre_crop(read_image(clean_path), crop), base=16)
             if degraded_path is None:
-                rng = np.random.default_rng([NOISE_SIGMA[de_type], index])
-                degraded = add_gaussian_noise(clean, NOISE_SIGMA[de_type], rng)
+                sigma = NOISE_SIGMA[de_type]
+                degraded = add_gaussian_noise(clean, sigma, noise_rng(clean_path.name, sigma))
             else:
                 degraded = crop_to_multiple(_centre_crop(read_image(degraded_path), crop), 16)
             if degraded.shape != clean.shape:
