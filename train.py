@@ -88,6 +88,22 @@ class Position:
 
 
 @dataclass
+class Run:
+    """The parts of a training run that every step of the loop uses."""
+
+    model: AirNet  # unwrapped (no DDP)
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    loader: DataLoader
+    sampler: BalancedBatchSampler
+    args: argparse.Namespace
+    info: DistInfo
+    device: torch.device
+    run_log: RunLog | None  # rank 0 only
+    stop: GracefulStop
+
+
+@dataclass
 class TrainResult:
     """What ``main`` returns: the trained model (unwrapped) and where the run stopped."""
 
@@ -454,28 +470,20 @@ def optimizer_step(
     return dict(zip(stats, values, strict=True))
 
 
-def train_one_epoch(
-    net: nn.Module,
-    loader: DataLoader,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    position: Position,
-    args: argparse.Namespace,
-    info: DistInfo,
-    device: torch.device,
-    run_log: RunLog | None,
-    stop: GracefulStop,
-) -> bool:
+def train_one_epoch(net: nn.Module, run: Run, position: Position) -> bool:
     """Train the rest of ``position.epoch``; True when --max_steps or a signal stopped it."""
+    args, info = run.args, run.info
     encoder_only = position.epoch < args.epochs_encoder
-    lr = optimizer.param_groups[0]["lr"]
+    lr = run.optimizer.param_groups[0]["lr"]
     phase = "encoder" if encoder_only else "full"
     progress = tqdm(
-        loader, desc=f"epoch {position.epoch} ({phase})", disable=not info.is_main, leave=False
+        run.loader, desc=f"epoch {position.epoch} ({phase})", disable=not info.is_main, leave=False
     )
     window: dict[str, list[float]] = {}
     for batch in progress:
-        stats = optimizer_step(net, batch, encoder_only, optimizer, scaler, info, device, args.amp)
+        stats = optimizer_step(
+            net, batch, encoder_only, run.optimizer, run.scaler, info, run.device, args.amp
+        )
         position.step += 1
         position.batch += 1
         if not all(math.isfinite(value) for value in stats.values()):
@@ -486,12 +494,12 @@ def train_one_epoch(
         progress.set_postfix({name: f"{value:.4f}" for name, value in stats.items()})
         for name, value in stats.items():
             window.setdefault(name, []).append(value)
-        if run_log is not None and position.step % args.log_every == 0:
+        if run.run_log is not None and position.step % args.log_every == 0:
             means = {name: float(np.mean(values)) for name, values in window.items()}
-            run_log.write("train", position.step, position.epoch, {**means, "lr": lr})
+            run.run_log.write("train", position.step, position.epoch, {**means, "lr": lr})
             window = {}
         if (args.max_steps is not None and position.step >= args.max_steps) or stop_everywhere(
-            stop, info, device
+            run.stop, info, run.device
         ):
             progress.close()
             return True
@@ -582,10 +590,8 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
     )
 
     with GracefulStop() as stop:
-        validations = train_loop(
-            model, optimizer, scaler, loader, sampler, validation_set, position, args, info,
-            device, run_log, stop,
-        )  # fmt: skip
+        run = Run(model, optimizer, scaler, loader, sampler, args, info, device, run_log, stop)
+        validations = train_loop(run, validation_set, position)
     if run_log is not None:
         run_log.close()
     logger.info(
@@ -601,20 +607,10 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
 
 
 def train_loop(
-    model: AirNet,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    loader: DataLoader,
-    sampler: BalancedBatchSampler,
-    validation_set: list[ValidationImage],
-    position: Position,
-    args: argparse.Namespace,
-    info: DistInfo,
-    device: torch.device,
-    run_log: RunLog | None,
-    stop: GracefulStop,
+    run: Run, validation_set: list[ValidationImage], position: Position
 ) -> list[dict[str, float]]:
     """Epochs from ``position`` to the end (or --max_steps, or a signal); returns validations."""
+    model, args, info = run.model, run.args, run.info
     ckpt_path = Path(args.ckpt_path)
     validations = []
     net, net_phase = None, None
@@ -622,32 +618,32 @@ def train_loop(
     while position.epoch < args.epochs and not stopped:
         epoch = position.epoch
         encoder_only = epoch < args.epochs_encoder
-        for group in optimizer.param_groups:
+        for group in run.optimizer.param_groups:
             group["lr"] = lr_at_epoch(epoch, args.lr, args.epochs_encoder)
         if net_phase != encoder_only:
             net = None
             gc.collect()  # the old DDP wrapper's gradient hooks go with it
-            net, net_phase = wrap_for_phase(model, encoder_only, info, device), encoder_only
-        sampler.set_epoch(epoch, position.batch)
-        stopped = train_one_epoch(
-            net, loader, optimizer, scaler, position, args, info, device, run_log, stop
-        )
-        epoch_done = position.batch >= sampler.batches_per_epoch()
+            net, net_phase = wrap_for_phase(model, encoder_only, info, run.device), encoder_only
+        run.sampler.set_epoch(epoch, position.batch)
+        stopped = train_one_epoch(net, run, position)
+        epoch_done = position.batch >= run.sampler.batches_per_epoch()
         if epoch_done:
             position.epoch, position.batch = epoch + 1, 0
 
         if info.is_main:
             due = args.val_every and (
                 (epoch_done and (epoch + 1) % args.val_every == 0)
-                or (stopped and not stop.requested)  # a signal wants a quick exit
+                or (stopped and not run.stop.requested)  # a signal wants a quick exit
                 or position.epoch == args.epochs
             )
             if due:
                 validations.append(
-                    validate_and_log(model, validation_set, epoch, position, args, device, run_log)
+                    validate_and_log(
+                        model, validation_set, epoch, position, args, run.device, run.run_log
+                    )
                 )
             save_training_state(
-                ckpt_path / TRAIN_CHECKPOINT, model, optimizer, scaler, args, position
+                ckpt_path / TRAIN_CHECKPOINT, model, run.optimizer, run.scaler, args, position
             )
             export_model(
                 model, args, ckpt_path / "airnet_last.pth", epoch=epoch, step=position.step
