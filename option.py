@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 DE_TYPES = ("denoise_15", "denoise_25", "denoise_50", "derain", "dehaze")
 PATCHES_PER_TYPE_PER_EPOCH = 400  # the official epoch: 400 * len(de_type) samples
+DEFAULT_DIRS = {"derain": "data/train/derain/", "dehaze": "data/train/dehaze/"}
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -55,13 +56,25 @@ def get_parser() -> argparse.ArgumentParser:
     )
     data.add_argument(
         "--derain_dir",
-        default="data/train/derain/",
-        help="rainy/rain-N.png with ground truth gt/norain-N.png",
+        default=None,
+        help=f"rainy/rain-N.png with ground truth gt/norain-N.png (default {DEFAULT_DIRS['derain']}"
+        ", or synthetic rain with --synthetic derain)",
     )
     data.add_argument(
         "--dehaze_dir",
-        default="data/train/dehaze/",
-        help="synthetic/**/XXXX_A_B.jpg with ground truth original/XXXX.jpg",
+        default=None,
+        help="synthetic/**/XXXX_A_B.jpg with ground truth original/XXXX.jpg (default "
+        f"{DEFAULT_DIRS['dehaze']}, or synthetic haze with --synthetic dehaze)",
+    )
+    data.add_argument(
+        "--synthetic",
+        nargs="+",
+        choices=tuple(DEFAULT_DIRS),
+        default=[],
+        metavar="TYPE",
+        help="make derain and/or dehaze pairs from the clean photos of --denoise_dir on the fly "
+        "(utils/synthetic.py) instead of reading real pairs; a --derain_dir/--dehaze_dir given "
+        "on the command line still wins",
     )
     data.add_argument(
         "--output_path",
@@ -97,6 +110,26 @@ def get_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="PATH",
         help="continue from a training checkpoint (airnet_last_train.pth or its folder)",
+    )
+    run.add_argument(
+        "--init_from",
+        default=None,
+        metavar="FILE",
+        help="start from these weights (any checkpoint load_airnet reads; its size wins) with a "
+        "fresh optimiser and schedule, unlike --resume",
+    )
+    run.add_argument(
+        "--checkpoint_every_minutes",
+        type=float,
+        default=30.0,
+        help="also write the resumable checkpoint mid-epoch when this long has passed since the "
+        "last one (0: only at the end of epochs), so a killed run loses at most this much",
+    )
+    run.add_argument(
+        "--checkpoint_every_steps",
+        type=int,
+        default=0,
+        help="also write the resumable checkpoint every N optimiser steps (0: off)",
     )
     run.add_argument(
         "--save_every", type=int, default=50, help="keep a model-only export every N epochs"
@@ -187,4 +220,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name} must not be negative")
     if args.max_steps is not None and args.max_steps <= 0:
         parser.error("--max_steps must be positive")
+    if args.checkpoint_every_minutes < 0 or args.checkpoint_every_steps < 0:
+        parser.error("--checkpoint_every_minutes and --checkpoint_every_steps must not be negative")
+    if args.resume and args.init_from:
+        parser.error("--resume continues a run, --init_from starts a new one: give one of them")
+    for de_type, default in DEFAULT_DIRS.items():
+        name = f"{de_type}_dir"
+        if getattr(args, name) is None and de_type not in args.synthetic:
+            setattr(args, name, default)
     return args

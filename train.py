@@ -5,11 +5,13 @@ The official recipe, one command:
         --denoise_dir BSD400+WED/ --derain_dir Train100L/ --dehaze_dir RESIDE_OTS/
 Several GPUs:   torchrun --nproc_per_node N train.py ...
 Resume:         python train.py ... --resume ckpt/airnet_last_train.pth
+Fine-tune:      python train.py ... --init_from ckpt/FILE.pth   (fresh optimiser and schedule)
 
 Phase 1 (epoch < --epochs_encoder) trains the degradation encoder alone with MoCo's
 contrastive loss; phase 2 trains the whole model with L1(restored, clean) + 0.1 * contrastive.
 Files written to --ckpt_path:
-    airnet_last_train.pth  everything needed to resume (end of every epoch and at --max_steps)
+    airnet_last_train.pth  everything needed to resume (end of every epoch, at --max_steps, on
+                           SIGTERM/Ctrl-C, and mid-epoch every --checkpoint_every_minutes/_steps)
     airnet_last.pth        the model only, official key names, same moments (a flat state dict
                            like the official files for the paper's size, else {"model", "args"})
     airnet_best.pth        the model only, best mean validation PSNR
@@ -42,7 +44,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from net import AirNet
 from option import parse_args
-from utils.checkpoint import MODEL_KWARGS, save_checkpoint_atomic
+from utils.checkpoint import MODEL_KWARGS, load_model_state, save_checkpoint_atomic
 from utils.distributed import (
     DistInfo,
     all_reduce_max,
@@ -70,6 +72,7 @@ CONTRAST_WEIGHT = 0.1  # phase 2: L1 + 0.1 * contrastive loss
 PAPER_SIZE = {"n_feats": 64, "n_groups": 5, "n_blocks": 5}
 # A resumed run takes these from its checkpoint: they fix the model and the data stream.
 RESUME_KEYS = ("de_type", "batch_size", "epoch_size", "patch_size", "seed", "queue_size")
+RESUME_KEYS += ("synthetic",)
 RESUME_KEYS += MODEL_KWARGS
 
 
@@ -101,6 +104,7 @@ class Run:
     device: torch.device
     run_log: RunLog | None  # rank 0 only
     stop: GracefulStop
+    last_save: float = field(default_factory=lambda: time.monotonic())  # last resumable save
 
 
 @dataclass
@@ -214,11 +218,47 @@ def load_training_checkpoint(
     return checkpoint
 
 
+def read_init_weights(args: argparse.Namespace) -> dict[str, torch.Tensor]:
+    """The state dict of --init_from; its model size replaces the command line's (a flat
+    official-format file is the paper's size)."""
+    state_dict, stored = load_model_state(args.init_from)
+    size = stored or PAPER_SIZE
+    changed = {name: value for name, value in size.items() if getattr(args, name) != value}
+    for name, value in size.items():
+        setattr(args, name, value)
+    if changed:
+        settings = " ".join(f"--{name} {value}" for name, value in changed.items())
+        logger.info("the size of %s replaces the command line's: %s", args.init_from, settings)
+    return state_dict
+
+
+def load_init_weights(model: AirNet, state_dict: dict[str, torch.Tensor], path: str) -> None:
+    """Load --init_from weights; a MoCo queue of another length is left fresh (it refills
+    within queue_size / batch_size steps)."""
+    queue = state_dict.get("E.E.queue")
+    if queue is not None and queue.shape != model.E.E.queue.shape:
+        state_dict = {
+            **state_dict,
+            "E.E.queue": model.E.E.queue,
+            "E.E.queue_ptr": model.E.E.queue_ptr,
+        }
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"--init_from {path}: does not match AirNet: {error}") from error
+    logger.info("initialised from %s (fresh optimiser, epoch 0, step 0)", path)
+
+
 def build_loader(
     args: argparse.Namespace, info: DistInfo, pin_memory: bool
 ) -> tuple[DataLoader, BalancedBatchSampler]:
     sources = build_sources(
-        args.de_type, args.denoise_dir, args.derain_dir, args.dehaze_dir, args.data_file_dir
+        args.de_type,
+        args.denoise_dir,
+        args.derain_dir,
+        args.dehaze_dir,
+        args.data_file_dir,
+        synthetic=args.synthetic,
     )
     dataset = TrainDataset(sources, args.patch_size)
     sampler = BalancedBatchSampler(
@@ -502,9 +542,31 @@ def train_one_epoch(net: nn.Module, run: Run, position: Position) -> bool:
             run.stop, info, run.device
         ):
             progress.close()
-            return True
+            return True  # train_loop saves
+        if position.batch < run.sampler.batches_per_epoch() and checkpoint_due(run, position):
+            save_resumable(run, position)
     progress.close()
     return False
+
+
+def checkpoint_due(run: Run, position: Position) -> bool:
+    """True on every process when the mid-epoch checkpoint is due: every
+    --checkpoint_every_steps steps, or --checkpoint_every_minutes after the last save by rank
+    0's clock (shared, so all processes save at the same step)."""
+    args = run.args
+    by_steps = args.checkpoint_every_steps and position.step % args.checkpoint_every_steps == 0
+    minutes = (time.monotonic() - run.last_save) / 60
+    by_time = args.checkpoint_every_minutes and minutes >= args.checkpoint_every_minutes
+    return bool(by_steps) or all_reduce_max(int(bool(by_time)), run.info, run.device) > 0
+
+
+def save_resumable(run: Run, position: Position) -> None:
+    """Rank 0 writes airnet_last_train.pth (atomically); every process waits for it."""
+    if run.info.is_main:
+        path = Path(run.args.ckpt_path) / TRAIN_CHECKPOINT
+        save_training_state(path, run.model, run.optimizer, run.scaler, run.args, position)
+    barrier(run.info)
+    run.last_save = time.monotonic()
 
 
 def stop_everywhere(stop: GracefulStop, info: DistInfo, device: torch.device) -> bool:
@@ -546,6 +608,7 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
         resume_path = resolve_checkpoint(args.resume)
         checkpoint = load_training_checkpoint(resume_path, args, info.world_size)
         logger.info("resuming from %s", resume_path)
+    init_state = read_init_weights(args) if args.init_from else None
     if args.amp and device.type != "cuda":
         logger.warning("--amp needs CUDA; training in float32 on %s", device)
         args.amp = False
@@ -563,6 +626,9 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     elif args.sync_bn:
         logger.warning("--sync_bn needs several CUDA processes; BatchNorm stays per process")
+    if init_state is not None:
+        load_init_weights(model, init_state, args.init_from)
+        del init_state
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     scaler = torch.amp.GradScaler("cuda", enabled=args.amp)
@@ -645,6 +711,7 @@ def train_loop(
             save_training_state(
                 ckpt_path / TRAIN_CHECKPOINT, model, run.optimizer, run.scaler, args, position
             )
+            run.last_save = time.monotonic()
             export_model(
                 model, args, ckpt_path / "airnet_last.pth", epoch=epoch, step=position.step
             )

@@ -212,3 +212,102 @@ def test_sigterm_saves_a_resumable_checkpoint_and_exits(tmp_path):
     resumed = main(parse_args([*argv, "--resume", str(tmp_path / "ckpt")] + [
         "--max_steps", str(state["step"] + 2), "--num_workers", "0"]))  # fmt: skip
     assert resumed.step == state["step"] + 2 and resumed.interrupted is None
+
+
+def test_synthetic_haze_and_rain_train_from_clean_photos_only(tmp_path):
+    argv = tiny_args(tmp_path, "--max_steps", "2")
+    argv = [a for a in argv if "derain" not in a and "dehaze" not in a]  # drop the real folders
+    args = parse_args([*argv, "--synthetic", "derain", "dehaze"])
+    assert args.derain_dir is None and args.dehaze_dir is None
+    assert main(args).step == 2
+
+
+def test_mid_epoch_checkpoint_every_n_steps(tmp_path):
+    argv = tiny_args(tmp_path, "--epoch_size", "50", "--checkpoint_every_steps", "3")
+    first = main(parse_args([*argv, "--max_steps", "5"]))
+    assert first.step == 5
+    # The step-3 save happened mid-epoch; the stop at 5 wrote another. Both are resumable.
+    state = torch.load(tmp_path / "ckpt/airnet_last_train.pth", weights_only=True)
+    assert (state["epoch"], state["batch"], state["step"]) == (0, 5, 5)
+
+
+def test_mid_epoch_checkpoint_by_time(tmp_path, monkeypatch):
+    saved_at = []
+    save = train.save_training_state
+
+    def recording(path, model, optimizer, scaler, args, position):
+        saved_at.append(position.step)
+        save(path, model, optimizer, scaler, args, position)
+
+    monkeypatch.setattr(train, "save_training_state", recording)
+    clock = iter(range(0, 10_000, 40))  # each call 40 s later: a 1-minute interval every 2 steps
+    monkeypatch.setattr(train.time, "monotonic", lambda: next(clock))
+    argv = tiny_args(tmp_path, "--epoch_size", "50", "--checkpoint_every_minutes", "1")
+    main(parse_args([*argv, "--max_steps", "6"]))
+    assert saved_at[:-1] and all(step < 6 for step in saved_at[:-1])  # mid-epoch saves
+    assert saved_at[-1] == 6  # and the final one
+
+
+def test_sigkill_mid_epoch_resumes_to_the_same_weights(tmp_path):
+    """No signal handler runs on SIGKILL: the run resumes from the last interval checkpoint."""
+    argv = tiny_args(tmp_path / "b", "--epoch_size", "50", "--epochs", "1")
+    argv += ["--checkpoint_every_steps", "2", "--log_every", "1"]
+    uninterrupted = main(
+        parse_args(tiny_args(tmp_path / "a", "--epoch_size", "50", "--epochs", "1"))
+    )
+    checkpoint = tmp_path / "b" / "ckpt" / "airnet_last_train.pth"
+    process = subprocess.Popen(
+        [sys.executable, "train.py", *argv], cwd=REPO, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not checkpoint.is_file():
+            assert process.poll() is None and time.monotonic() < deadline, "no checkpoint"
+            time.sleep(0.05)
+        process.kill()  # SIGKILL: nothing is saved on the way out
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    state = torch.load(checkpoint, weights_only=True)
+    assert 2 <= state["step"] < 50 and state["step"] % 2 == 0  # mid-epoch, at the interval
+    resumed = main(parse_args([*argv, "--resume", str(checkpoint)]))
+    assert resumed.step == uninterrupted.step == 50
+    expected = uninterrupted.model.state_dict()
+    for name, value in resumed.model.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+
+
+def test_init_from_takes_weights_and_size_with_a_fresh_optimiser(tmp_path):
+    source = AirNet(n_feats=8, n_groups=1, n_blocks=2, queue_size=32)
+    export = tmp_path / "weights.pth"
+    save_checkpoint_atomic({"model": source.state_dict(), "args": source.config}, export)
+    args = parse_args(tiny_args(tmp_path, "--init_from", str(export), "--max_steps", "1"))
+    captured = {}
+    monkey_step = train.optimizer_step
+
+    def first_step(net, batch, encoder_only, optimizer, *rest):
+        captured.setdefault("state", {k: v.clone() for k, v in train_model(net).items()})
+        captured.setdefault("optimizer", len(optimizer.state))
+        return monkey_step(net, batch, encoder_only, optimizer, *rest)
+
+    def train_model(net):
+        return getattr(net, "module", net).state_dict()
+
+    train.optimizer_step = first_step
+    try:
+        result = main(args)
+    finally:
+        train.optimizer_step = monkey_step
+    assert result.model.config == {"n_feats": 8, "n_groups": 1, "n_blocks": 2}
+    assert captured["optimizer"] == 0  # fresh Adam
+    encoder_state = source.E.state_dict()
+    for name, value in captured["state"].items():  # phase 1 wraps the encoder: E's keys
+        if "queue" not in name:
+            assert torch.equal(value, encoder_state[name]), name
+    assert result.step == 1 and result.epoch == 0
+
+
+def test_init_from_and_resume_exclude_each_other(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(tiny_args(tmp_path, "--init_from", "a.pth", "--resume", "b"))
+    assert "give one of them" in capsys.readouterr().err

@@ -173,3 +173,39 @@ def test_sample_data_folder_is_usable():
     root = REPO / "data" / "train"
     sources = build_sources(ALL_TYPES, root / "denoise", root / "derain", root / "dehaze")
     assert all(len(source.items) >= 1 for source in sources)
+
+
+def test_synthetic_types_are_made_from_the_clean_photos(tmp_path):
+    folders = make_training_folders(tmp_path)
+    sources = build_sources(
+        ["denoise_25", "derain", "dehaze"],
+        folders["denoise"],
+        derain_dir=None,
+        dehaze_dir=None,
+        synthetic=["derain", "dehaze"],
+    )
+    assert [source.synthetic for source in sources] == [False, True, True]
+    assert sources[2].items == sources[0].items  # (None, clean photo) for every photo
+    dataset = TrainDataset(sources, patch_size=32)
+    hazy, again = dataset[(2, 0, 5)], dataset[(2, 0, 5)]
+    assert all(torch.equal(hazy[k], again[k]) for k in hazy if k != "de_type")  # seeded
+    assert not torch.equal(hazy["degraded_1"], hazy["clean_1"])
+    # Haze brightens towards A >= 0.8: the hazy crop is on average lighter than the clean one.
+    assert hazy["degraded_1"].mean() > hazy["clean_1"].mean()
+    rainy = dataset[(1, 1, 5)]
+    assert (rainy["degraded_1"] >= rainy["clean_1"] - 1 / 255).all()  # streaks only add light
+
+
+def test_real_pairs_win_over_synthetic(tmp_path):
+    folders = make_training_folders(tmp_path)
+    sources = build_sources(
+        ["dehaze"], folders["denoise"], None, folders["dehaze"], synthetic=["dehaze"]
+    )
+    assert not sources[0].synthetic
+    assert sources[0].items[0][0].parent.name == "part1"
+
+
+def test_a_type_without_pairs_or_synthesis_is_an_error(tmp_path):
+    folders = make_training_folders(tmp_path)
+    with pytest.raises(ValueError, match="derain: no folder"):
+        build_sources(["derain"], folders["denoise"], None, None)

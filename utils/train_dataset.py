@@ -6,7 +6,9 @@ that match them (Sec. 3.1 of the paper; the official ``TrainDataset``):
 - denoise_15/25/50: two crops of one clean image, the same random dihedral transform on both,
   Gaussian noise of the same sigma added on the fly to each;
 - derain/dehaze: two crops of one (degraded, clean) pair, each crop location and dihedral
-  transform shared by the degraded crop and its clean crop.
+  transform shared by the degraded crop and its clean crop. Without real pairs, the pair can be
+  made from a clean photo (``utils/synthetic.py``: haze of random A and beta, rain streaks),
+  once per sample, so both crops share one degradation as a real pair's crops do.
 
 All randomness of a sample comes from a seed that the batch sampler hands over with the index,
 so batches do not depend on the number of loader workers or on which worker reads what (the
@@ -36,11 +38,13 @@ from utils.degradations import (
     random_dihedral,
 )
 from utils.image_io import IMAGE_EXTENSIONS, list_images, read_image
+from utils.synthetic import add_rain_streaks, random_haze
 from utils.test_dataset import find_dehaze_sets, find_denoise_sets, find_derain_sets
 
 logger = logging.getLogger(__name__)
 
 NOISE_SIGMA = {"denoise_15": 15, "denoise_25": 25, "denoise_50": 50}
+SYNTHESIS = {"derain": add_rain_streaks, "dehaze": random_haze}  # clean, rng -> degraded
 DERAIN_LIST = Path("rainy/rainTrain.txt")  # official list files, relative to --data_file_dir
 DEHAZE_LIST = Path("hazy/hazy_outside.txt")
 MAX_REPORTED = 20  # missing partners named one by one in the log before a count
@@ -144,35 +148,55 @@ def find_dehaze_pairs(
 
 @dataclass(frozen=True)
 class Source:
-    """The files of one degradation type: (degraded or None, clean) per image."""
+    """The files of one degradation type: (degraded or None, clean) per image.
+
+    ``synthetic``: the degraded image is made from the clean one on the fly (derain, dehaze
+    without real pairs); noise types are always made on the fly and leave this False.
+    """
 
     de_type: str
     items: tuple[tuple[Path | None, Path], ...]
+    synthetic: bool = False
+
+
+def _clean_images(folder: str | Path, de_type: str) -> tuple[tuple[None, Path], ...]:
+    images = find_images_recursive(folder)
+    if not images:
+        raise FileNotFoundError(f"{folder}: no image for {de_type}")
+    return tuple((None, path) for path in images)
 
 
 def build_sources(
     de_types: Sequence[str],
     denoise_dir: str | Path,
-    derain_dir: str | Path,
-    dehaze_dir: str | Path,
+    derain_dir: str | Path | None,
+    dehaze_dir: str | Path | None,
     data_file_dir: str | Path | None = None,
+    synthetic: Sequence[str] = (),
 ) -> list[Source]:
-    """Find the files of every type in ``de_types`` (all checked before training starts)."""
+    """Find the files of every type in ``de_types`` (all checked before training starts).
+
+    A type named in ``synthetic`` ("derain", "dehaze") whose real folder is None is made from
+    the clean photos of ``denoise_dir``; a real folder, when given, wins.
+    """
     sources = []
     for de_type in de_types:
+        real_dir = {"derain": derain_dir, "dehaze": dehaze_dir}.get(de_type)
         if de_type in NOISE_SIGMA:
-            images = find_images_recursive(denoise_dir)
-            if not images:
-                raise FileNotFoundError(f"{denoise_dir}: no image for {de_type}")
-            items = tuple((None, path) for path in images)
+            source = Source(de_type, _clean_images(denoise_dir, de_type))
+        elif de_type in SYNTHESIS and real_dir is None and de_type in synthetic:
+            source = Source(de_type, _clean_images(denoise_dir, de_type), synthetic=True)
+        elif de_type in SYNTHESIS and real_dir is None:
+            raise ValueError(f"{de_type}: no folder of real pairs and no synthetic {de_type}")
         elif de_type == "derain":
-            items = tuple(find_derain_pairs(derain_dir, data_file_dir))
+            source = Source(de_type, tuple(find_derain_pairs(real_dir, data_file_dir)))
         elif de_type == "dehaze":
-            items = tuple(find_dehaze_pairs(dehaze_dir, data_file_dir))
+            source = Source(de_type, tuple(find_dehaze_pairs(real_dir, data_file_dir)))
         else:
             raise ValueError(f"unknown degradation type {de_type!r}")
-        logger.info("%s: %d training images", de_type, len(items))
-        sources.append(Source(de_type, items))
+        kind = f"clean photos of {denoise_dir}, synthetic" if source.synthetic else "training"
+        logger.info("%s: %d %s images", de_type, len(source.items), kind)
+        sources.append(source)
     return sources
 
 
@@ -255,7 +279,7 @@ class TrainDataset(Dataset):
         degraded_path, clean_path = source.items[image_index]
         rng = np.random.default_rng(seed)
         size = self.patch_size
-        if degraded_path is None:
+        if source.de_type in NOISE_SIGMA:
             clean = self._load(clean_path)
             (clean_1,), (clean_2,) = random_crop(rng, size, clean), random_crop(rng, size, clean)
             clean_1, clean_2 = random_dihedral(rng, clean_1, clean_2)
@@ -263,7 +287,11 @@ class TrainDataset(Dataset):
             degraded_1 = add_gaussian_noise(clean_1, sigma, rng)
             degraded_2 = add_gaussian_noise(clean_2, sigma, rng)
         else:
-            degraded, clean = self._load_pair(degraded_path, clean_path)
+            if source.synthetic:
+                clean = self._load(clean_path)
+                degraded = SYNTHESIS[source.de_type](clean, rng)
+            else:
+                degraded, clean = self._load_pair(degraded_path, clean_path)
             degraded_1, clean_1 = random_dihedral(rng, *random_crop(rng, size, degraded, clean))
             degraded_2, clean_2 = random_dihedral(rng, *random_crop(rng, size, degraded, clean))
         return {
