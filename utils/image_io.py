@@ -8,6 +8,7 @@ expanded to RGB, 16-bit images scaled to 8 bits, and alpha composited onto white
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 logger = logging.getLogger(__name__)
 
+# Largest image read: twice PIL's warning threshold (2 x 89.5 MP = 179 MP, where PIL itself
+# refuses), e.g. a 16000 x 11000 panorama; ~0.5 GB as uint8, restored in tiles.
+MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 
 
@@ -49,11 +53,37 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     return image
 
 
+def _open_checked(path: Path) -> Image.Image:
+    """Image.open with our pixel limit instead of PIL's decompression-bomb warning/error.
+
+    PIL warns above MAX_IMAGE_PIXELS (89 MP) and raises ``DecompressionBombError`` (not an
+    OSError) above twice that. Photos up to MAX_PIXELS are legitimate (the demo restores them
+    in tiles); a file that declares more is refused from its header, before anything is
+    decoded, so a tiny file cannot make us allocate gigabytes.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(path)
+        except Image.DecompressionBombError as error:
+            raise ImageReadError(f"{path}: too large ({error})") from error
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        image.close()
+        raise ImageReadError(
+            f"{path}: too large ({width}x{height} = {width * height / 1e6:.0f} MP; "
+            f"the limit is {MAX_PIXELS / 1e6:.0f} MP)"
+        )
+    return image
+
+
 def read_image_alpha(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Return (rgb uint8 (H, W, 3), alpha uint8 (H, W) or None)."""
     path = Path(path)
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a folder, not an image")
     try:
-        with Image.open(path) as image:
+        with _open_checked(path) as image:
             image = ImageOps.exif_transpose(image)
             image.load()
     except (OSError, UnidentifiedImageError, ValueError) as error:
