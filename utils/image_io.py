@@ -101,6 +101,18 @@ def read_image_alpha(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     return np.asarray(image.convert("RGB"), dtype=np.uint8).copy(), None
 
 
+def check_image(path: str | Path) -> None:
+    """Read only the header: ImageReadError for a folder, a non-image, an empty file or one
+    over MAX_PIXELS. Cheap enough to scan a training set before the first step."""
+    path = Path(path)
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a folder, not an image")
+    try:
+        _open_checked(path).close()
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise ImageReadError(f"{path}: cannot read image ({error})") from error
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Return the image as uint8 RGB (H, W, 3); raises ImageReadError naming the file."""
     return read_image_alpha(path)[0]
