@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import struct
+import zlib
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from utils import image_files
 from utils.degradations import (
     add_gaussian_noise,
     crop_to_multiple,
@@ -14,8 +19,11 @@ from utils.degradations import (
     parse_haze_name,
     random_dihedral,
 )
+from utils.image_files import array_to_image, image_to_array
 from utils.image_io import (
+    MAX_PIXELS,
     ImageReadError,
+    check_image,
     image_to_tensor,
     list_images,
     read_image,
@@ -73,6 +81,57 @@ def test_save_and_tensor_round_trip(tmp_path):
     tensor = image_to_tensor(rgb)
     assert tensor.shape == (1, 3, 5, 7) and tensor.dtype == torch.float32
     assert np.array_equal(tensor_to_image(tensor), rgb)
+
+
+def png_declaring(path, width: int, height: int) -> None:
+    """A valid 1x1 PNG whose header claims width x height (nothing else is decoded)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    # IHDR: length (4) + b"IHDR" (4) + width, height (4 + 4) ... + CRC over type and data.
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+
+
+def test_decompression_bomb_is_refused_from_the_header(tmp_path):
+    assert MAX_PIXELS == 2 * Image.MAX_IMAGE_PIXELS
+    bomb = tmp_path / "bomb.png"
+    png_declaring(bomb, 20000, 20000)  # 400 MP > 179 MP
+    for reader in (read_image, check_image):
+        with pytest.raises(ImageReadError, match=r"bomb.png: too large"):
+            reader(bomb)
+
+
+def test_limit_applies_below_pils_own_refusal(tmp_path, monkeypatch):
+    monkeypatch.setattr(image_files, "MAX_PIXELS", 100)
+    save_image(tmp_path / "small.png", np.zeros((10, 11, 3), np.uint8))
+    with pytest.raises(ImageReadError, match=r"small.png: too large \(11x10 "):
+        read_image(tmp_path / "small.png")
+
+
+def test_folder_named_like_an_image_and_empty_file(tmp_path):
+    (tmp_path / "dir.png").mkdir()
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    for reader in (read_image, check_image):
+        with pytest.raises(ImageReadError, match="dir.png: is a folder"):
+            reader(tmp_path / "dir.png")
+        with pytest.raises(ImageReadError, match="empty.jpg: cannot read"):
+            reader(tmp_path / "empty.jpg")
+
+
+def test_numpy_conversions_equal_the_torch_ones():
+    """image_files' numpy conversions (used by restore_onnx.py) match the tensor ones exactly."""
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (9, 6, 3), dtype=np.uint8)
+    array = image_to_array(rgb)
+    assert array.dtype == np.float32 and array.shape == (1, 3, 9, 6)
+    assert np.array_equal(array, image_to_tensor(rgb).numpy())
+    output = rng.uniform(-0.2, 1.2, (1, 3, 9, 6)).astype(np.float32)
+    output[0, 0, 0, :3] = [0.5 / 255, 1.5 / 255, 2.5 / 255]  # halves round to even in both
+    expected = torch.from_numpy(output).clamp(0, 1).mul(255).round().byte()[0].permute(1, 2, 0)
+    assert np.array_equal(array_to_image(output), expected.numpy())
+    assert np.array_equal(array_to_image(array), rgb)
 
 
 def test_gaussian_noise_is_clipped_truncated_and_reproducible():

@@ -1,0 +1,141 @@
+"""Image files in and out, with numpy and PIL only (no torch: ``restore_onnx.py`` uses it too).
+
+Every image is read as 8-bit RGB: EXIF orientation applied, grayscale and palette images
+expanded to RGB, 16-bit images scaled to 8 bits, and alpha composited onto white
+(``read_image_alpha`` returns the alpha channel too, so a demo can put it back).
+Files that declare more than ``MAX_PIXELS`` are refused from their header.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+logger = logging.getLogger(__name__)
+
+# Largest image read: twice PIL's warning threshold (2 x 89.5 MP = 179 MP, where PIL itself
+# refuses), e.g. a 16000 x 11000 panorama; ~0.5 GB as uint8, restored in tiles.
+MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+
+
+class ImageReadError(RuntimeError):
+    """An image file that cannot be read; the message names the file and the problem."""
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name; other files are skipped with a note."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: folder not found")
+    images = []
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+            images.append(path)
+        elif path.is_file():
+            logger.info("skipping %s: not an image file", path)
+    return images
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit and 32-bit integer or float modes -> 8-bit 'L' (full range kept)."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode != "F" and array.max() > 255 else 255.0
+        if image.mode == "F":
+            peak = 1.0 if array.max() <= 1.0 else 255.0
+        array = np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(array)
+    return image
+
+
+def _open_checked(path: Path) -> Image.Image:
+    """Image.open with our pixel limit instead of PIL's decompression-bomb warning/error.
+
+    PIL warns above MAX_IMAGE_PIXELS (89 MP) and raises ``DecompressionBombError`` (not an
+    OSError) above twice that. Photos up to MAX_PIXELS are legitimate (the demo restores them
+    in tiles); a file that declares more is refused from its header, before anything is
+    decoded, so a tiny file cannot make us allocate gigabytes.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(path)
+        except Image.DecompressionBombError as error:
+            raise ImageReadError(f"{path}: too large ({error})") from error
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        image.close()
+        raise ImageReadError(
+            f"{path}: too large ({width}x{height} = {width * height / 1e6:.0f} MP; "
+            f"the limit is {MAX_PIXELS / 1e6:.0f} MP)"
+        )
+    return image
+
+
+def read_image_alpha(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return (rgb uint8 (H, W, 3), alpha uint8 (H, W) or None)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a folder, not an image")
+    try:
+        with _open_checked(path) as image:
+            image = ImageOps.exif_transpose(image)
+            image.load()
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise ImageReadError(f"{path}: cannot read image ({error})") from error
+    image = _to_8bit(image)
+    if image.mode == "P":
+        # Only a palette with a transparent entry has an alpha channel worth keeping.
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("LA", "RGBA", "PA"):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)
+        alpha = rgba[..., 3:] / 255.0
+        # Transparent pixels hold arbitrary colours; white keeps them from looking degraded.
+        rgb = rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)
+        return np.clip(rgb + 0.5, 0, 255).astype(np.uint8), rgba[..., 3].astype(np.uint8)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy(), None
+
+
+def check_image(path: str | Path) -> None:
+    """Read only the header: ImageReadError for a folder, a non-image, an empty file or one
+    over MAX_PIXELS. Cheap enough to scan a training set before the first step."""
+    path = Path(path)
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a folder, not an image")
+    try:
+        _open_checked(path).close()
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise ImageReadError(f"{path}: cannot read image ({error})") from error
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Return the image as uint8 RGB (H, W, 3); raises ImageReadError naming the file."""
+    return read_image_alpha(path)[0]
+
+
+def save_image(path: str | Path, rgb: np.ndarray, alpha: np.ndarray | None = None) -> None:
+    """Write uint8 (H, W, 3) RGB, with an optional (H, W) alpha, creating parent folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(rgb)
+    if alpha is not None:
+        image.putalpha(Image.fromarray(alpha))
+    image.save(path)
+
+
+def image_to_array(rgb: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) -> float32 (1, 3, H, W) in [0, 1], the network's input layout."""
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+
+
+def array_to_image(array: np.ndarray) -> np.ndarray:
+    """(1, 3, H, W) or (3, H, W) float in [0, 1] -> uint8 (H, W, 3), clipped and rounded."""
+    if array.ndim == 4:
+        array = array[0]
+    scaled = np.clip(array.astype(np.float32, copy=False), 0, 1) * np.float32(255.0)
+    return np.ascontiguousarray(np.rint(scaled).astype(np.uint8).transpose(1, 2, 0))
