@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from net import load_airnet
+from utils.checkpoint import default_checkpoint
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, list_images, read_image_alpha
 from utils.restore import PRECISIONS, resolve_device, restore, warn_if_slow_precision
 
@@ -52,7 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--output_path", type=Path, default="output/demo", help="where the restored PNGs go"
     )
     parser.add_argument(
-        "--ckpt", type=Path, default=str(DEFAULT_CKPT), help="checkpoint (official or ours)"
+        "--ckpt",
+        type=Path,
+        default=None,
+        help=f"checkpoint (official or ours); default {DEFAULT_CKPT} where present, else the "
+        "weights shipped in ckpt/ (trained by this repository, not the paper's)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument(
@@ -143,19 +148,23 @@ def main(args: argparse.Namespace) -> int:
             "%s: no images (extensions: %s)", args.test_path, " ".join(sorted(IMAGE_EXTENSIONS))
         )
         return EXIT_SETUP
-    if not args.ckpt.is_file():
+    if args.ckpt is None:
+        ckpt, which = default_checkpoint(DEFAULT_CKPT)
+    else:
+        ckpt, which = args.ckpt, "--ckpt"
+    if not ckpt.is_file():
         logger.error(
             "%s: checkpoint not found. Download the official weights (All.pth) into ckpt/ "
             "(see ckpt/README.md) or pass --ckpt with a checkpoint trained by train.py",
-            args.ckpt,
+            ckpt,
         )
         return EXIT_SETUP
     try:
-        model = load_airnet(args.ckpt, device)
+        model = load_airnet(ckpt, device)
     except (RuntimeError, FileNotFoundError) as error:
         logger.error("%s", error)
         return EXIT_SETUP
-    logger.info("device: %s, checkpoint: %s, %d image(s)", device, args.ckpt, len(inputs))
+    logger.info("device: %s, checkpoint: %s (%s), %d image(s)", device, ckpt, which, len(inputs))
     warn_if_slow_precision(args.precision, device)
 
     names = output_names(inputs)

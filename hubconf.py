@@ -1,5 +1,6 @@
 """torch.hub entry point.
 
+model = torch.hub.load("path/to/AirNet", "airnet", source="local", pretrained=True)  # shipped
 model = torch.hub.load("path/to/AirNet", "airnet", source="local", checkpoint="ckpt/All.pth")
 from utils.restore import restore  # importable once torch.hub has loaded this repository
 restored = restore(rgb_uint8, model)
@@ -12,6 +13,7 @@ from pathlib import Path
 import torch
 
 from net import AirNet, load_airnet
+from utils.checkpoint import SHIPPED_WEIGHTS
 
 dependencies = ["torch", "torchvision", "numpy", "PIL"]
 
@@ -19,18 +21,23 @@ dependencies = ["torch", "torchvision", "numpy", "PIL"]
 def airnet(
     checkpoint: str | Path | None = None,
     device: str | torch.device = "cpu",
+    pretrained: bool = False,
     **model_kwargs,
 ) -> AirNet:
     """AirNet in eval mode.
 
     Args:
         checkpoint: an official file (All.pth, Denoise.pth, ...) or a checkpoint of this
-            repository; a relative path is taken from the current directory. None gives
-            random weights (for tests, or to train from).
+            repository; a relative path is taken from the current directory. None (and not
+            ``pretrained``) gives random weights (for tests, or to train from).
         device: where to put the model.
+        pretrained: without ``checkpoint``, load the weights shipped in ckpt/ (a small AirNet
+            trained by this repository's train.py, not the paper's: ckpt/MODEL_CARD.md).
         model_kwargs: AirNet constructor arguments (n_feats, n_groups, ...), which override the
             size stored in our checkpoints.
     """
+    if checkpoint is None and pretrained:
+        checkpoint = SHIPPED_WEIGHTS
     if checkpoint is None:
         return AirNet(**model_kwargs).to(device).eval()
     return load_airnet(checkpoint, device, **model_kwargs)

@@ -9,9 +9,17 @@ Modes as in the official test.py: 0 denoise (sigma 15, 25, 50), 1 derain, 2 deha
 - PSNR / SSIM per image on RGB in [0, 1] (the restored image clipped, not rounded, as the
   official code scores it) with scikit-image, then averaged (``--y_channel`` scores luma).
 
+Beside every restored score, the degraded input's own PSNR/SSIM and the gain over it are
+reported, so a table shows at once whether the model helps.
+
 Writes ``results.csv`` (one row per image and task), ``summary.json`` and, with
 ``--save_images``, the restored images under ``--output_path``; prints a summary table.
-Unreadable or unpaired files are reported with their path and skipped; the exit code is then 1.
+results.csv and summary.json appear only complete (written aside, then renamed), so a killed
+run never leaves a file that looks done. Unreadable or unpaired files are reported with their
+path and skipped; the exit code is then 1.
+
+Without ``--ckpt`` the official file of the mode is used when present in ckpt/, else the
+weights shipped in ckpt/ (trained by this repository; see ckpt/MODEL_CARD.md).
 
     python test.py --mode 3 --ckpt ckpt/All.pth --denoise_path data/test/denoise \
         --derain_path data/test/derain --dehaze_path data/test/dehaze
@@ -24,7 +32,9 @@ import csv
 import json
 import logging
 import math
+import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +45,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from net import load_airnet
+from utils.checkpoint import default_checkpoint
 from utils.degradations import add_gaussian_noise, crop_to_multiple, noise_rng
 from utils.image_io import ImageReadError, image_to_tensor, read_image, save_image, tensor_to_image
 from utils.metrics import psnr, ssim
@@ -57,7 +68,10 @@ DEFAULT_CKPT = {
     2: "ckpt/Dehaze.pth",
     3: "ckpt/All.pth",
 }
-CSV_FIELDS = ("set", "task", "image", "psnr", "ssim", "seconds", "height", "width")
+CSV_FIELDS = (
+    "set", "task", "image", "psnr", "ssim", "input_psnr", "input_ssim", "gain_psnr", "gain_ssim",
+    "seconds", "height", "width",
+)  # fmt: skip
 EXIT_OK, EXIT_SKIPPED, EXIT_SETUP = 0, 1, 2
 
 
@@ -78,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="checkpoint (official or ours); default by mode: "
-        + ", ".join(f"{m}: {p}" for m, p in DEFAULT_CKPT.items()),
+        + ", ".join(f"{m}: {p}" for m, p in DEFAULT_CKPT.items())
+        + ", where present, else the weights shipped in ckpt/",
     )
     parser.add_argument(
         "--denoise_path",
@@ -146,14 +161,25 @@ class SetResult:
     task: str
     psnrs: list[float] = field(default_factory=list)
     ssims: list[float] = field(default_factory=list)
+    input_psnrs: list[float] = field(default_factory=list)  # the degraded input's own scores
+    input_ssims: list[float] = field(default_factory=list)
     seconds: float = 0.0
 
     def summary(self) -> dict:
+        def mean(values: list[float]) -> float:
+            return float(np.mean(values)) if values else math.nan
+
+        psnr_, ssim_ = mean(self.psnrs), mean(self.ssims)
+        input_psnr, input_ssim = mean(self.input_psnrs), mean(self.input_ssims)
         return {
             "set": self.set_name,
             "task": self.task,
-            "psnr": float(np.mean(self.psnrs)) if self.psnrs else math.nan,
-            "ssim": float(np.mean(self.ssims)) if self.ssims else math.nan,
+            "psnr": psnr_,
+            "ssim": ssim_,
+            "input_psnr": input_psnr,
+            "input_ssim": input_ssim,
+            "gain_psnr": psnr_ - input_psnr,
+            "gain_ssim": ssim_ - input_ssim,
             "images": len(self.psnrs),
             "seconds": self.seconds,
         }
@@ -224,8 +250,12 @@ def evaluate_set(
         restored_hwc = restored[0].permute(1, 2, 0).numpy()  # (H, W, 3), clipped by the metrics
         score_psnr = psnr(restored_hwc, target, y_channel=args.y_channel)
         score_ssim = ssim(restored_hwc, target, y_channel=args.y_channel)
+        input_psnr = psnr(degraded, target, y_channel=args.y_channel)
+        input_ssim = ssim(degraded, target, y_channel=args.y_channel)
         result.psnrs.append(score_psnr)
         result.ssims.append(score_ssim)
+        result.input_psnrs.append(input_psnr)
+        result.input_ssims.append(input_ssim)
         rows.writerow(
             {
                 "set": test_set.name,
@@ -233,6 +263,10 @@ def evaluate_set(
                 "image": pair.name,
                 "psnr": f"{score_psnr:.4f}",
                 "ssim": f"{score_ssim:.6f}",
+                "input_psnr": f"{input_psnr:.4f}",
+                "input_ssim": f"{input_ssim:.6f}",
+                "gain_psnr": f"{score_psnr - input_psnr:.4f}",
+                "gain_ssim": f"{score_ssim - input_ssim:.6f}",
                 "seconds": f"{seconds:.4f}",
                 "height": target.shape[0],
                 "width": target.shape[1],
@@ -259,13 +293,17 @@ def find_sets(args: argparse.Namespace) -> list[ImageSet]:
 
 
 def format_table(summaries: list[dict]) -> str:
-    """Plain-text table: one row per (set, task)."""
-    header = f"{'set':<16} {'task':<12} {'PSNR':>8} {'SSIM':>7} {'images':>7} {'seconds':>8}"
+    """Plain-text table: one row per (set, task); restored, degraded input and the gain."""
+    header = (
+        f"{'set':<16} {'task':<12} {'PSNR':>8} {'SSIM':>7} {'in PSNR':>8} {'in SSIM':>7} "
+        f"{'gain dB':>8} {'gain SSIM':>9} {'images':>7} {'seconds':>8}"
+    )
     lines = [header, "-" * len(header)]
     for s in summaries:
         lines.append(
             f"{s['set']:<16} {s['task']:<12} {s['psnr']:>8.2f} {s['ssim']:>7.4f} "
-            f"{s['images']:>7d} {s['seconds']:>8.1f}"
+            f"{s['input_psnr']:>8.2f} {s['input_ssim']:>7.4f} {s['gain_psnr']:>+8.2f} "
+            f"{s['gain_ssim']:>+9.4f} {s['images']:>7d} {s['seconds']:>8.1f}"
         )
     return "\n".join(lines)
 
@@ -298,36 +336,38 @@ def write_summary(
             "precision": args.precision,
         },
         "results": [
-            {**s, "psnr": _json_number(s["psnr"]), "ssim": _json_number(s["ssim"])}
+            {k: _json_number(v) if isinstance(v, float) else v for k, v in s.items()}
             for s in summaries
         ],
         "skipped": [{"path": str(p), "reason": reason} for p, reason in skipped.items()],
     }
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(summary, indent=2) + "\n")
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run the evaluation; returns the exit code (0 ok, 1 files skipped, 2 cannot start)."""
-    ckpt = args.ckpt or Path(DEFAULT_CKPT[args.mode])
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write beside ``path``, then rename over it: readers see the old file or the whole new
+    one, never a truncated one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        device = resolve_device(args.device)
-        sets = find_sets(args)
-        model = load_airnet(ckpt, device)
-    except (LayoutError, FileNotFoundError, RuntimeError, ValueError) as error:
-        logger.error("%s", error)
-        if isinstance(error, FileNotFoundError) and not ckpt.is_file():
-            logger.error("put the official weights in ckpt/ (see ckpt/README.md) or pass --ckpt")
-        return EXIT_SETUP
-    logger.info("checkpoint %s on %s", ckpt, device)
-    warn_if_slow_precision(args.precision, device)
-    skipped: dict[Path, str] = {}
-    for test_set in sets:
-        for path, reason in test_set.problems:
-            logger.error("skipped: %s: %s", path, reason)
-            skipped[path] = reason
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def evaluate_all(
+    model: torch.nn.Module, sets: list[ImageSet], args: argparse.Namespace, skipped: dict
+) -> list[dict]:
+    """Every set (and sigma); rows go to results.csv.partial, renamed to results.csv at the
+    end, so an interrupted run leaves no results.csv that looks complete."""
     args.output_path.mkdir(parents=True, exist_ok=True)
+    final = args.output_path / "results.csv"
+    partial = final.with_name(final.name + ".partial")
     summaries = []
-    with open(args.output_path / "results.csv", "w", newline="") as csv_file:
+    with open(partial, "w", newline="") as csv_file:
         rows = csv.DictWriter(csv_file, fieldnames=CSV_FIELDS)
         rows.writeheader()
         with logging_redirect_tqdm():  # log lines do not break the progress bars
@@ -336,7 +376,42 @@ def main(args: argparse.Namespace) -> int:
                     result = evaluate_set(model, test_set, sigma, args, rows, skipped)
                     summaries.append(result.summary())
                     csv_file.flush()
-    write_summary(args.output_path / "summary.json", args, ckpt, device, summaries, skipped)
+    os.replace(partial, final)
+    return summaries
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the evaluation; returns the exit code (0 ok, 1 files skipped, 2 cannot start)."""
+    if args.ckpt is None:
+        ckpt, which = default_checkpoint(DEFAULT_CKPT[args.mode])
+    else:
+        ckpt, which = args.ckpt, "--ckpt"
+    try:
+        device = resolve_device(args.device)
+        sets = find_sets(args)
+        model = load_airnet(ckpt, device)
+    except (LayoutError, FileNotFoundError, RuntimeError, ValueError) as error:
+        logger.error("%s", error)
+        if isinstance(error, FileNotFoundError) and not ckpt.is_file():
+            logger.error(
+                "no %s and no shipped weights: put the official weights in ckpt/ "
+                "(see ckpt/README.md) or pass --ckpt",
+                DEFAULT_CKPT[args.mode],
+            )
+        return EXIT_SETUP
+    logger.info("checkpoint %s (%s) on %s", ckpt, which, device)
+    warn_if_slow_precision(args.precision, device)
+    skipped: dict[Path, str] = {}
+    for test_set in sets:
+        for path, reason in test_set.problems:
+            logger.error("skipped: %s: %s", path, reason)
+            skipped[path] = reason
+    try:
+        summaries = evaluate_all(model, sets, args, skipped)
+        write_summary(args.output_path / "summary.json", args, ckpt, device, summaries, skipped)
+    except OSError as error:  # unwritable output folder, disk full
+        logger.error("cannot write the results in %s: %s", args.output_path, error)
+        return EXIT_SETUP
     print(format_table(summaries))
     print(f"skipped files: {len(skipped)}" + (" (listed in summary.json)" if skipped else ""))
     print(f"per-image results: {args.output_path / 'results.csv'}")

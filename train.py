@@ -44,7 +44,13 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from net import AirNet
 from option import parse_args
-from utils.checkpoint import MODEL_KWARGS, load_model_state, save_checkpoint_atomic
+from utils.checkpoint import (
+    MODEL_KWARGS,
+    CheckpointError,
+    load_model_state,
+    read_checkpoint,
+    save_checkpoint_atomic,
+)
 from utils.distributed import (
     DistInfo,
     all_reduce_max,
@@ -74,6 +80,9 @@ PAPER_SIZE = {"n_feats": 64, "n_groups": 5, "n_blocks": 5}
 RESUME_KEYS = ("de_type", "batch_size", "epoch_size", "patch_size", "seed", "queue_size")
 RESUME_KEYS += ("synthetic",)
 RESUME_KEYS += MODEL_KWARGS
+
+
+EXIT_FAILED, EXIT_SETUP = 1, 2  # README's table of exit codes
 
 
 class NonFiniteLossError(RuntimeError):
@@ -193,9 +202,14 @@ def load_training_checkpoint(
     path: Path, args: argparse.Namespace, world_size: int
 ) -> dict[str, Any]:
     """Read a training checkpoint and take its model/data settings into ``args``."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not {"model", "optimizer", "epoch", "args"} <= checkpoint.keys():
-        raise ValueError(f"{path}: not a training checkpoint (use {TRAIN_CHECKPOINT})")
+    checkpoint = read_checkpoint(path)
+    if not isinstance(checkpoint, dict) or not {"model", "optimizer", "epoch", "args"} <= set(
+        checkpoint
+    ):
+        raise CheckpointError(
+            f"--resume {path}: not a training checkpoint (a model-only export or another "
+            f"file; resume from {TRAIN_CHECKPOINT})"
+        )
     taken = {}
     for name in RESUME_KEYS:
         stored = checkpoint["args"].get(name)
@@ -245,7 +259,8 @@ def load_init_weights(model: AirNet, state_dict: dict[str, torch.Tensor], path: 
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as error:
-        raise ValueError(f"--init_from {path}: does not match AirNet: {error}") from error
+        detail = " ".join(str(error).split())[:300]
+        raise CheckpointError(f"--init_from {path}: does not match AirNet: {detail}") from error
     logger.info("initialised from %s (fresh optimiser, epoch 0, step 0)", path)
 
 
@@ -730,9 +745,12 @@ def cli() -> None:
     try:
         with logging_redirect_tqdm():  # log lines do not break the progress bar
             result = main(args)
-    except (NonFiniteLossError, FileNotFoundError) as error:
+    except NonFiniteLossError as error:
         logger.error("%s", error)
-        raise SystemExit(1) from None
+        raise SystemExit(EXIT_FAILED) from None
+    except (FileNotFoundError, CheckpointError) as error:  # cannot start: data or checkpoint
+        logger.error("%s", error)
+        raise SystemExit(EXIT_SETUP) from None
     if result.interrupted:  # saved and resumable, but not finished: say so to the caller
         raise SystemExit(128 + signal.Signals[result.interrupted].value)
 

@@ -17,7 +17,7 @@ import torch.nn as nn
 from net.deform_conv import DCN_layer
 from net.dgrn import DGRN
 from net.encoder import CBDE
-from utils.checkpoint import load_model_state
+from utils.checkpoint import CheckpointError, load_model_state
 
 
 class AirNet(nn.Module):
@@ -88,5 +88,5 @@ def load_airnet(path: str | Path, device: str | torch.device = "cpu", **model_kw
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as error:
         detail = " ".join(str(error).split())[:300]
-        raise RuntimeError(f"{path}: does not match AirNet({kwargs}): {detail}") from error
+        raise CheckpointError(f"{path}: does not match AirNet({kwargs}): {detail}") from error
     return model.to(device).eval()

@@ -2,6 +2,7 @@
 
 import importlib.util
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 from PIL import Image
 
 from net import AirNet
+from utils import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,11 +138,30 @@ def test_never_overwrites_an_input(tmp_path, tiny_ckpt):
 
 def test_missing_checkpoint_tells_where_to_get_weights(tmp_path, caplog, monkeypatch):
     Image.fromarray(random_rgb(16, 16)).save(tmp_path / "a.png")
-    monkeypatch.chdir(tmp_path)  # no ckpt/All.pth here
+    monkeypatch.chdir(tmp_path)  # no ckpt/All.pth here, and no shipped weights either:
+    monkeypatch.setattr(checkpoint, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(checkpoint, "SHIPPED_WEIGHTS", tmp_path / "ckpt" / "shipped.pth")
     args = demo.build_parser().parse_args(["--test_path", "a.png", "--device", "cpu"])
-    assert args.ckpt == Path("ckpt/All.pth")
+    assert args.ckpt is None
     assert demo.main(args) == 2
-    assert "ckpt/All.pth" in caplog.text and "ckpt/README.md" in caplog.text
+    assert "shipped.pth" in caplog.text and "ckpt/README.md" in caplog.text
+
+
+def test_default_weights_official_first_then_shipped(tmp_path, caplog, monkeypatch, tiny_ckpt):
+    """demo.py without --ckpt: ckpt/All.pth when present, else the shipped file; says which."""
+    caplog.set_level(logging.INFO, logger="demo")
+    Image.fromarray(random_rgb(16, 16)).save(tmp_path / "a.png")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(checkpoint, "REPO_ROOT", tmp_path / "repo")
+    monkeypatch.setattr(checkpoint, "SHIPPED_WEIGHTS", tiny_ckpt)
+    argv = ["--test_path", "a.png", "--device", "cpu", "--output_path", "out"]
+    assert demo.main(demo.build_parser().parse_args(argv)) == 0
+    assert f"checkpoint: {tiny_ckpt} (weights trained by this repository" in caplog.text
+    (tmp_path / "ckpt").mkdir()
+    shutil.copy(tiny_ckpt, tmp_path / "ckpt" / "All.pth")
+    caplog.clear()
+    assert demo.main(demo.build_parser().parse_args(argv)) == 0
+    assert "checkpoint: ckpt/All.pth (official weights)" in caplog.text
 
 
 def test_prints_device_and_time(tmp_path, tiny_ckpt, caplog):

@@ -15,7 +15,9 @@ import torch
 from PIL import Image
 
 from net import AirNet
+from utils import checkpoint
 from utils.degradations import add_gaussian_noise, crop_to_multiple
+from utils.metrics import psnr
 from utils.test_dataset import find_dehaze_sets, find_denoise_sets, find_derain_sets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -277,3 +279,70 @@ def test_bf16_precision_scores_close_to_fp32(tiny_ckpt, tmp_path):
         psnrs[precision] = summary["results"][0]["psnr"]
     assert psnrs["bf16"] != psnrs["fp32"]  # autocast did run
     assert abs(psnrs["bf16"] - psnrs["fp32"]) < 0.1
+
+
+def test_input_scores_and_gain_are_reported(sets, tiny_ckpt, capsys):
+    code, out = run(sets, tiny_ckpt, "--mode", "1")
+    assert code == 0
+    rows = read_rows(out)
+    for row in rows:  # the derain input is scored against its own target
+        stem = row["image"]
+        degraded = np.asarray(Image.open(sets / "derain/Rain/input" / stem))
+        target = np.asarray(Image.open(sets / "derain/Rain/target" / stem))
+        crop_d, crop_t = crop_to_multiple(degraded, 16), crop_to_multiple(target, 16)
+        expected = psnr(crop_d, crop_t)
+        assert float(row["input_psnr"]) == pytest.approx(expected, abs=1e-3)
+        gain = float(row["psnr"]) - float(row["input_psnr"])
+        assert float(row["gain_psnr"]) == pytest.approx(gain, abs=2e-4)
+    result = read_summary(out)["results"][0]
+    assert result["gain_psnr"] == pytest.approx(result["psnr"] - result["input_psnr"])
+    assert {"input_ssim", "gain_ssim"} <= result.keys()
+    printed = capsys.readouterr().out
+    assert "in PSNR" in printed and "gain dB" in printed
+
+
+def test_outputs_appear_only_complete(sets, tiny_ckpt, monkeypatch):
+    """A run killed mid-way leaves results.csv.partial, never a results.csv that looks done."""
+    calls = []
+    evaluate_set = test_script.evaluate_set
+
+    def dying(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return evaluate_set(*args, **kwargs)
+
+    monkeypatch.setattr(test_script, "evaluate_set", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run(sets, tiny_ckpt, "--mode", "3")
+    out = sets / "out"
+    assert not (out / "results.csv").exists() and not (out / "summary.json").exists()
+    assert (out / "results.csv.partial").is_file()
+    monkeypatch.setattr(test_script, "evaluate_set", evaluate_set)
+    assert run(sets, tiny_ckpt, "--mode", "3")[0] == 0
+    assert sorted(p.name for p in out.iterdir()) == ["results.csv", "summary.json"]
+
+
+def test_unwritable_output_is_one_clear_line(sets, tiny_ckpt, monkeypatch, caplog):
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(test_script.os, "replace", full)
+    code, out = run(sets, tiny_ckpt, "--mode", "1")
+    assert code == 2
+    assert f"cannot write the results in {out}: [Errno 28] No space left on device" in caplog.text
+
+
+def test_default_weights_official_first_then_shipped(sets, tiny_ckpt, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="test")
+    monkeypatch.chdir(sets)
+    monkeypatch.setattr(checkpoint, "REPO_ROOT", sets / "repo")
+    monkeypatch.setattr(checkpoint, "SHIPPED_WEIGHTS", tiny_ckpt)
+    argv = ["--mode", "1", "--derain_path", "derain", "--output_path", "out", "--device", "cpu"]
+    assert test_script.main(test_script.build_parser().parse_args(argv)) == 0
+    assert f"checkpoint {tiny_ckpt} (weights trained by this repository" in caplog.text
+    (sets / "ckpt").mkdir()
+    shutil.copy(tiny_ckpt, sets / "ckpt" / "Derain.pth")
+    caplog.clear()
+    assert test_script.main(test_script.build_parser().parse_args(argv)) == 0
+    assert "checkpoint ckpt/Derain.pth (official weights)" in caplog.text

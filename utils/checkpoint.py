@@ -7,13 +7,19 @@ atomically (temporary file + rename), so a run killed mid-save keeps its last go
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
 MODEL_KWARGS = ("n_feats", "n_groups", "n_blocks")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Weights trained by this repository's train.py (ckpt/MODEL_CARD.md), not the paper's.
+SHIPPED_WEIGHTS = REPO_ROOT / "ckpt" / "airnet-small-repo-trained.pth"
+SHIPPED_DESCRIPTION = "weights trained by this repository (not the paper's; ckpt/MODEL_CARD.md)"
 
 
 def save_checkpoint_atomic(obj: Any, path: str | Path) -> None:
@@ -41,6 +47,50 @@ def strip_module_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.
     return state_dict
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the one-line message names the file and why."""
+
+
+def _load_failure(error: BaseException) -> str:
+    """A one-line reason for a failed ``torch.load(..., weights_only=True)``."""
+    if isinstance(error, EOFError):
+        return "empty or truncated file"
+    if isinstance(error, pickle.UnpicklingError) and "GLOBAL" in str(error):
+        return (
+            "refused: it holds Python objects other than tensors (loading it could run code); "
+            "only weights files are accepted"
+        )
+    first_line = (str(error).splitlines() or [type(error).__name__])[0]
+    if "zip archive" in first_line or isinstance(
+        error, (KeyError, ValueError, pickle.UnpicklingError)
+    ):
+        return "not a PyTorch checkpoint, or a corrupt or truncated one"
+    return f"cannot read checkpoint ({first_line[:200]})"
+
+
+def read_checkpoint(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; CheckpointError in one line."""
+    path = Path(path)
+    if not path.is_file():
+        what = "is a folder, not a checkpoint" if path.is_dir() else "checkpoint not found"
+        raise FileNotFoundError(f"{path}: {what}")
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"{path}: {_load_failure(error)}") from error
+
+
+def default_checkpoint(official: str | Path) -> tuple[Path, str]:
+    """(file, description): the official ``official`` file when present (in the current
+    folder, else in this repository), otherwise the weights shipped in ckpt/."""
+    for candidate in (Path(official), REPO_ROOT / official):
+        if candidate.is_file():
+            return candidate, "official weights"
+    return SHIPPED_WEIGHTS, SHIPPED_DESCRIPTION
+
+
 def load_model_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
     """Return (state_dict with official key names, stored model kwargs or None).
 
@@ -48,14 +98,9 @@ def load_model_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
     checkpoints and exports, and ``{"state_dict": ...}`` wrappers.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise RuntimeError(f"{path}: cannot read checkpoint ({error})") from error
+    obj = read_checkpoint(path)
     if not isinstance(obj, dict):
-        raise RuntimeError(f"{path}: expected a state dict, found {type(obj).__name__}")
+        raise CheckpointError(f"{path}: expected a state dict, found {type(obj).__name__}")
     model_kwargs = None
     for key in ("model", "state_dict", "net"):
         if isinstance(obj.get(key), dict):

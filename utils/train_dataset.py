@@ -37,7 +37,13 @@ from utils.degradations import (
     parse_haze_name,
     random_dihedral,
 )
-from utils.image_io import IMAGE_EXTENSIONS, list_images, read_image
+from utils.image_io import (
+    IMAGE_EXTENSIONS,
+    ImageReadError,
+    check_image,
+    list_images,
+    read_image,
+)
 from utils.synthetic import add_rain_streaks, random_haze
 from utils.test_dataset import find_dehaze_sets, find_denoise_sets, find_derain_sets
 
@@ -166,6 +172,31 @@ def _clean_images(folder: str | Path, de_type: str) -> tuple[tuple[None, Path], 
     return tuple((None, path) for path in images)
 
 
+def _drop_unreadable(
+    items: tuple[tuple[Path | None, Path], ...],
+) -> tuple[tuple[Path | None, Path], ...]:
+    """Items whose files pass ``check_image`` (headers only); each other one is named in a
+    warning and skipped, so a bad file is found before the first step, not mid-run."""
+    kept, problems = [], {}
+    for item in items:
+        try:
+            for path in item:
+                if path is not None and path not in problems:
+                    check_image(path)
+        except ImageReadError as error:
+            problems[path] = str(error)
+            continue
+        if not any(path in problems for path in item):
+            kept.append(item)
+    for message in list(problems.values())[:MAX_REPORTED]:
+        logger.warning("skipping %s", message)
+    if len(problems) > MAX_REPORTED:
+        logger.warning("skipping %d more unreadable files", len(problems) - MAX_REPORTED)
+    if not kept:
+        raise FileNotFoundError(f"no readable training image among {len(items)} files")
+    return tuple(kept)
+
+
 def build_sources(
     de_types: Sequence[str],
     denoise_dir: str | Path,
@@ -194,6 +225,7 @@ def build_sources(
             source = Source(de_type, tuple(find_dehaze_pairs(real_dir, data_file_dir)))
         else:
             raise ValueError(f"unknown degradation type {de_type!r}")
+        source = Source(source.de_type, _drop_unreadable(source.items), source.synthetic)
         kind = f"clean photos of {denoise_dir}, synthetic" if source.synthetic else "training"
         logger.info("%s: %d %s images", de_type, len(source.items), kind)
         sources.append(source)
@@ -274,7 +306,18 @@ class TrainDataset(Dataset):
         return degraded, clean
 
     def __getitem__(self, index: SampleIndex) -> dict[str, torch.Tensor | int]:
+        """The sample; a file that passed the scan but fails to decode (truncated) is replaced
+        by the next image of its type, with a warning, rather than stopping the run."""
         type_index, image_index, seed = index
+        count = len(self.sources[type_index].items)
+        for attempt in range(count):
+            try:
+                return self._sample(type_index, (image_index + attempt) % count, seed)
+            except ImageReadError as error:
+                logger.warning("%s; using the next image instead", error)
+        raise ImageReadError(f"no readable image left for {self.sources[type_index].de_type}")
+
+    def _sample(self, type_index: int, image_index: int, seed: int) -> dict:
         source = self.sources[type_index]
         degraded_path, clean_path = source.items[image_index]
         rng = np.random.default_rng(seed)
