@@ -134,7 +134,10 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=64)
     parser.add_argument("--shapes", nargs="+", default=["1x256x256", "5x128x128"], help="NxHxW")
     parser.add_argument(
-        "--impls", nargs="+", default=[i for i in DCN_IMPLS if i != "auto"], choices=DCN_IMPLS
+        "--impls",
+        nargs="+",
+        default=[i for i in DCN_IMPLS if i not in ("auto", "triton")],  # triton: CUDA only
+        choices=DCN_IMPLS,
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -10,11 +10,13 @@ Implementations (all exact, all tested against one reference):
 - ``"torchvision"``: ``torchvision.ops.deform_conv2d``; the best choice on CUDA.
 - ``"gather"``: pure PyTorch, fast on CPU; see ``net/dcn_gather.py``.
 - ``"grid_sample"``: pure PyTorch with ``F.grid_sample``; simple, kept as a baseline.
+- ``"triton"``: Triton kernels for CUDA, sampling fused into the GEMM; see ``net/dcn_triton.py``.
 - ``"auto"``: ``"torchvision"`` on CUDA, ``"gather"`` elsewhere (see benchmarks/bench_dcn.py).
 
-Under mixed precision (``torch.autocast``) every implementation computes in float32, as
-torchvision's own autocast rule for ``deform_conv2d`` does: sampling positions in float16 would
-be off by up to 0.25 px at x = 256, so the DCN stays exact while the plain convs run in 16 bits.
+Under mixed precision (``torch.autocast``) every implementation but ``"triton"`` computes in
+float32, as torchvision's own autocast rule for ``deform_conv2d`` does: sampling positions in
+float16 would be off by up to 0.25 px at x = 256, so the DCN stays exact while the plain convs
+run in 16 bits. ``"triton"`` keeps positions and sums in float32 but multiplies 16-bit columns.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import torchvision.ops
 from net.dcn_gather import deform_conv2d_gather
 from net.dcn_grid_sample import deform_conv2d_grid_sample
 
-DCN_IMPLS = ("auto", "torchvision", "gather", "grid_sample")
+DCN_IMPLS = ("auto", "torchvision", "gather", "grid_sample", "triton")
 
 
 def resolve_impl(impl: str, device: torch.device) -> str:
@@ -40,6 +42,8 @@ def resolve_impl(impl: str, device: torch.device) -> str:
     if impl != "auto":
         return impl
     # torchvision's CUDA kernel is fused; on CPU its im2col loop is ~20x slower than conv2d.
+    # "triton" is not picked yet: no GPU has measured it (benchmarks/bench_cuda.py). "auto" is to
+    # take it on CUDA, where Triton imports, once that measurement shows it faster.
     return "torchvision" if device.type == "cuda" else "gather"
 
 
@@ -94,7 +98,13 @@ def modulated_deform_conv2d(
         (N, C_out, H_out, W_out), H_out = H + 2 * padding - kh + 1.
     """
     name = resolve_impl(impl, x.device)
-    if _autocast_enabled(x.device.type):
+    if name == "triton":
+        # Imported on first use: Triton is optional, and it decides when a kernel is defined
+        # whether to interpret it (TRITON_INTERPRET=1, see tests/test_dcn_triton.py).
+        from net.dcn_triton import deform_conv2d_triton
+
+        out = deform_conv2d_triton(x, offset, mask, weight, padding)  # follows autocast itself
+    elif _autocast_enabled(x.device.type):
         # torchvision's CPU kernel has no 16-bit version and no CPU autocast rule, so the rule
         # is applied here for every implementation and device.
         with torch.autocast(x.device.type, enabled=False):
