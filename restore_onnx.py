@@ -1,0 +1,172 @@
+"""Restore photos with an exported AirNet (``export.py``) in ONNX Runtime, without PyTorch.
+
+    python restore_onnx.py --model airnet.onnx --input photos/ --output restored/
+    python restore_onnx.py --model airnet.onnx --input huge.png --output restored/ --tile 512
+
+Needs only numpy, pillow and onnxruntime. Reading, writing and tiling are the same code as the
+PyTorch path's (``utils.image_files``, ``utils.tiling``): EXIF orientation applied, grayscale,
+palette and 16-bit images read as 8-bit RGB, transparency composited on white and put back into
+the result; big images are restored in blended tiles (``--tile``, or automatically when the
+free memory would not hold the whole image). Each result is ``NAME.png`` in ``--output``.
+Unreadable files are reported with their path and skipped; the exit code is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from utils.image_files import (
+    IMAGE_EXTENSIONS,
+    ImageReadError,
+    array_to_image,
+    image_to_array,
+    list_images,
+    read_image_alpha,
+    save_image,
+)
+from utils.tiling import Box, auto_tile_size, available_memory_bytes, run_tiled
+
+logger = logging.getLogger("restore_onnx")
+
+EXIT_OK, EXIT_FAILED, EXIT_SETUP = 0, 1, 2
+DEFAULT_N_FEATS = 64  # for the memory estimate when the file does not say (export.py writes it)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Restore images with an AirNet ONNX file in ONNX Runtime (no PyTorch).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model", type=Path, default=Path("airnet.onnx"), help="ONNX file")
+    parser.add_argument("--input", type=Path, required=True, help="an image or a folder")
+    parser.add_argument("--output", type=Path, default=Path("output/onnx"), help="result folder")
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="restore in tiles of this size; unset: whole image, or automatic tiles when "
+        "memory would not suffice",
+    )
+    parser.add_argument("--tile_overlap", type=int, default=32, help="overlap of tiles (pixels)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: its default)"
+    )
+    return parser
+
+
+def load_session(path: Path, threads: int = 0) -> ort.InferenceSession:
+    """An ONNX Runtime session on the best available provider (CUDA if installed, else CPU)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=ort.get_available_providers())
+
+
+def model_n_feats(session: ort.InferenceSession) -> int:
+    """The network's width as export.py stored it in the file's metadata."""
+    stored = session.get_modelmeta().custom_metadata_map.get("n_feats")
+    return int(stored) if stored and stored.isdigit() else DEFAULT_N_FEATS
+
+
+def restore_array(
+    session: ort.InferenceSession,
+    rgb: np.ndarray,
+    tile: int | None = None,
+    tile_overlap: int = 32,
+    report: dict | None = None,
+) -> np.ndarray:
+    """uint8 (H, W, 3) RGB -> restored uint8 (H, W, 3), whole or in blended tiles.
+
+    ``report``, when given, gets {"tile": int | None, "tile_reason": None | "asked" | "memory"}.
+    """
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected a uint8 (H, W, 3) RGB array, got {rgb.dtype} {rgb.shape}")
+    if tile is not None and tile <= tile_overlap:
+        raise ValueError(f"tile ({tile}) must be larger than tile_overlap ({tile_overlap})")
+    x = image_to_array(rgb)  # (1, 3, H, W) float32 in [0, 1]
+    height, width = rgb.shape[:2]
+    name = session.get_inputs()[0].name
+    reason = "asked" if tile is not None else None
+    if tile is None:
+        free = available_memory_bytes()
+        tile = auto_tile_size(height, width, model_n_feats(session), free, tile_overlap)
+        reason = "memory" if tile is not None else None
+
+    def forward(box: Box) -> np.ndarray:
+        top, bottom, left, right = box
+        patch = np.ascontiguousarray(x[:, :, top:bottom, left:right])
+        return session.run(None, {name: patch})[0]  # (1, 3, th, tw)
+
+    if tile is not None and tile < max(height, width):
+        output = run_tiled(forward, height, width, tile, tile_overlap)
+    else:
+        output, tile, reason = forward((0, height, 0, width)), None, None
+    if report is not None:
+        report.update(tile=tile, tile_reason=reason)
+    return array_to_image(output)
+
+
+def find_inputs(path: Path) -> list[Path]:
+    """A single file (taken as given), or the image files of a folder."""
+    if path.is_file():
+        return [path]
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    return list_images(path)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Restore every input; returns the exit code (0 ok, 1 some files failed, 2 cannot start)."""
+    try:
+        inputs = find_inputs(args.input)
+    except FileNotFoundError as error:
+        logger.error("%s", error)
+        return EXIT_SETUP
+    if not inputs:
+        logger.error(
+            "%s: no images (extensions: %s)", args.input, " ".join(sorted(IMAGE_EXTENSIONS))
+        )
+        return EXIT_SETUP
+    if not args.model.is_file():
+        logger.error("%s: ONNX file not found; write one with export.py", args.model)
+        return EXIT_SETUP
+    try:
+        session = load_session(args.model, args.threads)
+    except Exception as error:  # ONNX Runtime raises its own pybind exception types
+        logger.error("%s: cannot load ONNX model (%s)", args.model, error)
+        return EXIT_SETUP
+    logger.info("%s on %s, %d image(s)", args.model, session.get_providers()[0], len(inputs))
+
+    failed, written = [], set()
+    for path in inputs:
+        out_path = args.output / f"{path.stem}.png"
+        if out_path in written or out_path.resolve() == path.resolve():
+            logger.error("skipped %s: %s is taken or is the input itself", path, out_path)
+            failed.append(path)
+            continue
+        start = time.perf_counter()
+        try:
+            rgb, alpha = read_image_alpha(path)
+        except ImageReadError as error:
+            logger.error("skipped %s", error)
+            failed.append(path)
+            continue
+        save_image(out_path, restore_array(session, rgb, args.tile, args.tile_overlap), alpha)
+        written.add(out_path)
+        logger.info("%s -> %s (%.2f s)", path, out_path, time.perf_counter() - start)
+    logger.info("restored %d of %d image(s) into %s", len(written), len(inputs), args.output)
+    if failed:
+        logger.error("%d file(s) failed: %s", len(failed), ", ".join(map(str, failed)))
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    sys.exit(main(build_parser().parse_args()))
