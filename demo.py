@@ -31,7 +31,8 @@ from PIL import Image
 from net import load_airnet
 from utils.checkpoint import default_checkpoint
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, list_images, read_image_alpha
-from utils.restore import PRECISIONS, resolve_device, restore, warn_if_slow_precision
+from utils.precision import PRECISIONS, warn_if_slow_precision
+from utils.restore import resolve_device, restore
 
 logger = logging.getLogger("demo")
 

@@ -142,7 +142,16 @@ def get_parser() -> argparse.ArgumentParser:
         "--log_every", type=int, default=10, help="write training scalars every N steps"
     )
     run.add_argument(
-        "--amp", action="store_true", help="mixed precision (float16 autocast; CUDA only)"
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="fp32 as the paper; bf16 or fp16 autocast (fp16 with loss scaling), on CPU and "
+        "CUDA; the same flag as test.py and demo.py",
+    )
+    run.add_argument(
+        "--amp",
+        action="store_true",
+        help="the former name of --precision fp16 (kept for old command lines)",
     )
     run.add_argument(
         "--max_steps",
@@ -220,6 +229,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name} must not be negative")
     if args.max_steps is not None and args.max_steps <= 0:
         parser.error("--max_steps must be positive")
+    if args.amp:
+        if args.precision not in ("fp32", "fp16"):
+            parser.error(
+                f"--amp means --precision fp16; it contradicts --precision {args.precision}"
+            )
+        args.precision = "fp16"
     if args.checkpoint_every_minutes < 0 or args.checkpoint_every_steps < 0:
         parser.error("--checkpoint_every_minutes and --checkpoint_every_steps must not be negative")
     if args.resume and args.init_from:

@@ -61,6 +61,7 @@ from utils.distributed import (
 )
 from utils.image_io import image_to_tensor, save_image, tensor_to_image
 from utils.metrics import psnr, ssim
+from utils.precision import PRECISIONS, needs_grad_scaler, warn_if_slow_precision
 from utils.stop import GracefulStop
 from utils.train_dataset import (
     BalancedBatchSampler,
@@ -512,10 +513,11 @@ def optimizer_step(
     scaler: torch.amp.GradScaler,
     info: DistInfo,
     device: torch.device,
-    amp: bool,
+    precision: str,
 ) -> dict[str, float]:
     """One step; returns the losses and accuracy averaged over the processes."""
-    with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+    dtype = PRECISIONS[precision]
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
         loss, stats = compute_losses(net, batch, encoder_only, device)
     values = all_reduce_mean(torch.stack(list(stats.values())), info).tolist()
     optimizer.zero_grad(set_to_none=True)
@@ -537,7 +539,7 @@ def train_one_epoch(net: nn.Module, run: Run, position: Position) -> bool:
     window: dict[str, list[float]] = {}
     for batch in progress:
         stats = optimizer_step(
-            net, batch, encoder_only, run.optimizer, run.scaler, info, run.device, args.amp
+            net, batch, encoder_only, run.optimizer, run.scaler, info, run.device, args.precision
         )
         position.step += 1
         position.batch += 1
@@ -624,9 +626,7 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
         checkpoint = load_training_checkpoint(resume_path, args, info.world_size)
         logger.info("resuming from %s", resume_path)
     init_state = read_init_weights(args) if args.init_from else None
-    if args.amp and device.type != "cuda":
-        logger.warning("--amp needs CUDA; training in float32 on %s", device)
-        args.amp = False
+    warn_if_slow_precision(args.precision, device)
     if args.queue_size is None:
         args.queue_size = 256 * args.batch_size * info.world_size
     args.device = str(device)
@@ -646,7 +646,7 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
         del init_state
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    scaler = torch.amp.GradScaler("cuda", enabled=args.amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(args.precision))
 
     position = Position()
     if checkpoint is not None:

@@ -16,6 +16,7 @@ from PIL import Image
 
 from net import AirNet
 from utils import checkpoint
+from utils import restore as restore_module
 from utils.degradations import add_gaussian_noise, crop_to_multiple
 from utils.metrics import psnr
 from utils.test_dataset import find_dehaze_sets, find_denoise_sets, find_derain_sets
@@ -146,7 +147,13 @@ def test_noisy_input_is_cropped_clean_plus_seeded_noise(tmp_path):
 @pytest.fixture
 def identity_model(monkeypatch):
     """Score the degraded input itself, so the scores measure the test noise exactly."""
-    monkeypatch.setattr(test_script, "restore_tensor", lambda x, *_: x.cpu())
+
+    def identity(x, *args, report=None, **kwargs):
+        if report is not None:
+            report.update(tile=None, tile_reason=None)
+        return x.cpu()
+
+    monkeypatch.setattr(test_script, "restore_tensor", identity)
 
 
 def test_noise_level_matches_sigma(tmp_path, tiny_ckpt, identity_model):
@@ -346,3 +353,30 @@ def test_default_weights_official_first_then_shipped(sets, tiny_ckpt, monkeypatc
     caplog.clear()
     assert test_script.main(test_script.build_parser().parse_args(argv)) == 0
     assert "checkpoint ckpt/Derain.pth (official weights)" in caplog.text
+
+
+def test_whole_images_unless_asked_and_tiles_recorded(sets, tiny_ckpt, monkeypatch):
+    """Low free memory never tiles a benchmark silently; --tile and OOM tiles are recorded."""
+    monkeypatch.setattr(restore_module, "free_memory_bytes", lambda device: 1)
+    code, out = run(sets, tiny_ckpt, "--mode", "1")
+    assert code == 0
+    assert [row["tile"] for row in read_rows(out)] == ["", ""]
+    code, out = run(sets, tiny_ckpt, "--mode", "1", "--tile", "24", "--tile_overlap", "4")
+    assert [(row["tile"], row["tile_reason"]) for row in read_rows(out)] == [("24", "asked")] * 2
+    assert read_summary(out)["protocol"]["tile"] == 24
+
+    forward = restore_module._forward
+
+    def out_of_memory_on_whole_images(x, model, precision="fp32"):
+        if max(x.shape[-2:]) > 88:  # the whole 80x96 image; tiles of 80 fit
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return forward(x, model, precision)
+
+    monkeypatch.setattr(restore_module, "_forward", out_of_memory_on_whole_images)
+    for name in ("x.png", "y.png"):  # tiles are at least 80 pixels (overlap 32): larger images
+        write_image(sets / "derain/Rain/input" / name, 80, 96, 1)
+        write_image(sets / "derain/Rain/target" / name, 80, 96, 2)
+    code, out = run(sets, tiny_ckpt, "--mode", "1")
+    rows = read_rows(out)
+    assert all(row["tile_reason"] == "out_of_memory" and row["tile"] for row in rows)
+    assert read_summary(out)["results"][0]["tiled_after_out_of_memory"] == 2

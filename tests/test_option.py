@@ -58,3 +58,11 @@ def test_help_documents_every_flag():
     assert result.returncode == 0, result.stderr
     for action in flags:
         assert action.option_strings[0] in result.stdout
+
+
+def test_precision_flag_and_the_amp_alias():
+    assert parse_args([]).precision == "fp32"
+    assert parse_args(["--precision", "bf16"]).precision == "bf16"
+    assert parse_args(["--amp"]).precision == "fp16"
+    with pytest.raises(SystemExit):
+        parse_args(["--amp", "--precision", "bf16"])
