@@ -1,0 +1,113 @@
+"""Figures for ckpt/MODEL_CARD.md: the training curve and input | restored | target strips.
+
+    python scripts/card_figures.py curve --log runs/logs/log.jsonl --output ckpt/curve.png
+    python scripts/card_figures.py strips --images output/test/images --sets SET_DIRS... \\
+        --output ckpt/examples.png
+
+``curve`` plots the training L1 and contrastive loss and the validation PSNR of every type
+against the step (needs matplotlib: requirements-tools.txt). ``strips`` takes the first image of
+each task that test.py --save_images restored, with its degraded input made as test.py makes it
+(same crop, same seeded noise), and stacks input | restored | target rows, with PIL only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from utils.degradations import add_gaussian_noise, crop_to_multiple, noise_rng  # noqa: E402
+from utils.image_io import read_image  # noqa: E402
+from utils.test_dataset import (  # noqa: E402
+    find_dehaze_sets,
+    find_denoise_sets,
+    find_derain_sets,
+)
+
+
+def plot_curve(log: Path, output: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    train = [r for r in records if r["kind"] == "train"]
+    val = [r for r in records if r["kind"] == "val" and r["step"] > 0]
+    figure, (loss_axis, val_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    phase_2 = [r for r in train if r["l1"] > 0]
+    loss_axis.plot([r["step"] for r in phase_2], [r["l1"] for r in phase_2], label="L1", lw=0.8)
+    steps = [r["step"] for r in train]
+    loss_axis.plot(steps, [r["ce"] / 10 for r in train], label="contrastive / 10", lw=0.8)
+    loss_axis.set(xlabel="step", ylabel="loss", title="training (mean of --log_every steps)")
+    loss_axis.set_ylim(0, 0.6)
+    loss_axis.legend()
+    names = sorted({k for r in val for k in r if k.startswith("psnr/")})
+    for name in names:
+        val_axis.plot([r["step"] for r in val], [r[name] for r in val], marker=".", label=name[5:])
+    val_axis.set(xlabel="step", ylabel="PSNR (dB)", title="validation split (held-out train data)")
+    val_axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(output, dpi=90)
+
+
+def first_pairs(sets: list[Path]) -> list[tuple[str, np.ndarray, Path]]:
+    """(task, degraded input as test.py makes it, target path) of the first image per task."""
+    out = []
+    for image_set in find_denoise_sets([p for p in sets if p.name.upper().startswith("CBSD")]):
+        pair = image_set.pairs[0]
+        clean = crop_to_multiple(read_image(pair.target), 16)
+        for sigma in (15, 25, 50):
+            noisy = add_gaussian_noise(clean, sigma, noise_rng(pair.name, sigma, 0))
+            out.append((f"{image_set.name}/denoise_{sigma}", noisy, pair.target))
+    finders = {"derain": find_derain_sets, "dehaze": find_dehaze_sets}
+    for task, finder in finders.items():
+        for image_set in finder([p for p in sets if not p.name.upper().startswith("CBSD")]):
+            pair = image_set.pairs[0]
+            degraded = crop_to_multiple(read_image(pair.degraded), 16)
+            out.append((f"{image_set.name}/{task}", degraded, pair.target))
+    return out
+
+
+def strips(images: Path, sets: list[Path], output: Path, width: int = 320) -> None:
+    rows = []
+    for task_path, degraded, target_path in first_pairs(sets):
+        set_name, task = task_path.split("/")
+        restored_path = images / set_name / task / f"{target_path.stem}.png"
+        if task in ("derain", "dehaze"):
+            matches = sorted((images / set_name / task).glob("*.png"))
+            restored_path = matches[0]
+        restored = np.asarray(Image.open(restored_path).convert("RGB"))
+        target = crop_to_multiple(read_image(target_path), 16)
+        row = np.concatenate([degraded, restored, target], axis=1)
+        scale = 3 * width / row.shape[1]
+        size = (3 * width, round(row.shape[0] * scale))
+        rows.append(np.asarray(Image.fromarray(row).resize(size, Image.Resampling.LANCZOS)))
+    Image.fromarray(np.concatenate(rows, axis=0)).save(output)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    curve = sub.add_parser("curve")
+    curve.add_argument("--log", type=Path, required=True)
+    curve.add_argument("--output", type=Path, required=True)
+    strip = sub.add_parser("strips")
+    strip.add_argument("--images", type=Path, required=True, help="test.py's OUTPUT/images")
+    strip.add_argument("--sets", type=Path, nargs="+", required=True)
+    strip.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args()
+    if args.what == "curve":
+        plot_curve(args.log, args.output)
+    else:
+        strips(args.images, args.sets, args.output)
+
+
+if __name__ == "__main__":
+    main()
