@@ -113,6 +113,18 @@ def check_image(path: str | Path) -> None:
         raise ImageReadError(f"{path}: cannot read image ({error})") from error
 
 
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) from the header, nothing decoded; ImageReadError as ``check_image``."""
+    path = Path(path)
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a folder, not an image")
+    try:
+        with _open_checked(path) as image:
+            return image.size
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise ImageReadError(f"{path}: cannot read image ({error})") from error
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Return the image as uint8 RGB (H, W, 3); raises ImageReadError naming the file."""
     return read_image_alpha(path)[0]
