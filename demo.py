@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -104,13 +106,27 @@ def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
 
 def save_result(path: Path, rgb: np.ndarray, alpha: np.ndarray | None, grayscale: bool) -> None:
     """Write the restored image as PNG: grayscale inputs stay grayscale, alpha is put back."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(rgb)
     if grayscale:
         image = image.convert("L")
     if alpha is not None:
         image.putalpha(Image.fromarray(alpha))
-    image.save(path, format="PNG")
+    save_png_atomic(image, path)
+
+
+def save_png_atomic(image: Image.Image, path: Path) -> None:
+    """Write beside ``path`` and rename over it, so an interrupted run never leaves a
+    truncated PNG that looks like a result."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            image.save(f, format="PNG")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def output_names(inputs: list[Path]) -> dict[Path, str]:
@@ -132,8 +148,7 @@ def restore_file(path: Path, out_path: Path, model, args: argparse.Namespace) ->
     save_result(out_path, restored, alpha, grayscale=mode in GRAYSCALE_MODES)
     if args.compare:
         compare_path = args.output_path / "compare" / out_path.name
-        compare_path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(side_by_side(rgb, restored)).save(compare_path, format="PNG")
+        save_png_atomic(Image.fromarray(side_by_side(rgb, restored)), compare_path)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -181,6 +196,10 @@ def main(args: argparse.Namespace) -> int:
             restore_file(path, out_path, model, args)
         except ImageReadError as error:
             logger.error("skipped %s", error)
+            failed.append(path)
+            continue
+        except OSError as error:  # unwritable output folder, disk full
+            logger.error("skipped %s: cannot write %s (%s)", path, out_path, error)
             failed.append(path)
             continue
         logger.info("%s -> %s (%.2f s)", path, out_path, time.perf_counter() - start)

@@ -218,3 +218,35 @@ def test_an_image_that_fails_to_decode_mid_run_is_replaced(tmp_path, caplog):
     assert f"{truncated}: cannot read image" in caplog.text and "next image" in caplog.text
     assert sample["clean_1"].shape == (3, 32, 32)
     assert torch.allclose(sample["clean_1"], torch.full((3, 32, 32), 77 / 255))
+
+
+def test_demo_disk_full_is_one_line_per_image_and_leaves_no_partial_file(tmp_path, caplog):
+    """Writes go to /dev/full-like failures: every image fails with a clear line, exit 1."""
+    demo = load_demo()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((16, 16, 3), 9, np.uint8)).save(tmp_path / name)
+    ckpt = tmp_path / "tiny.pth"
+    model = AirNet(n_feats=8, n_groups=1, n_blocks=1, queue_size=16)
+    torch.save({"model": model.state_dict(), "args": model.config}, ckpt)
+    argv = ["--test_path", str(tmp_path), "--ckpt", str(ckpt), "--device", "cpu"]
+    argv += ["--output_path", str(tmp_path / "out")]
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(demo.os, "replace", disk_full)
+        assert demo.main(demo.build_parser().parse_args(argv)) == 1
+    for name in ("a.png", "b.png"):
+        assert f"skipped {tmp_path / name}: cannot write" in caplog.text
+    assert "No space left on device" in caplog.text
+    assert list((tmp_path / "out").iterdir()) == []  # no temporary or truncated file left
+
+
+def load_demo():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("airnet_demo_bad", REPO / "demo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
