@@ -21,6 +21,7 @@ import hubconf
 import train
 from net import AirNet, load_airnet
 from tests.test_train import tiny_args
+from utils import image_files
 from utils.checkpoint import CheckpointError
 from utils.image_io import ImageReadError, check_image, read_image
 from utils.train_dataset import Source, TrainDataset
@@ -250,3 +251,22 @@ def load_demo():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_an_unreadable_file_is_one_clear_error(tmp_path, monkeypatch):
+    """Permissions block nothing for root (as in CI): simulate EACCES where PIL opens files."""
+    path = tmp_path / "secret.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
+    opened = image_files.Image.open
+
+    def denied(fp, *args, **kwargs):
+        if Path(fp) == path:
+            raise PermissionError(13, "Permission denied", str(fp))
+        return opened(fp, *args, **kwargs)
+
+    monkeypatch.setattr(image_files.Image, "open", denied)
+    with pytest.raises(ImageReadError) as error:
+        read_image(path)
+    assert str(error.value).startswith(f"{path}: cannot read image") and "Permission" in str(
+        error.value
+    )
