@@ -16,6 +16,16 @@ the corner indices and weights and the columns, so no k*k*C-channel tensor lives
 and backward. The input gradient is a scatter of the column gradients to the corner rows; it is
 computed as a gather too, by sorting the corner rows once (CSR order) and calling embedding_bag
 with one bag per input row.
+
+bfloat16 (``dtype=torch.bfloat16``, the path ``net/deform_conv.py`` takes under a bf16 autocast
+on CPU): positions, fractions and corner weights are computed in float32 (a bf16 position near
+x = 256 would be off by up to 1 px); the corner rows are gathered from a bf16 table (the weights
+enter embedding_bag rounded to bf16, a 2**-8 relative error, the same as the column's own
+rounding; it sums the four corners in float32), and the GEMMs multiply bf16 operands with float32
+accumulation. Backward: the corner-weight gradients, and so the offset and mask gradients, come
+from a float32 gather of the same bf16 values; the weight gradient sums per-chunk bf16 GEMMs in
+float32, the input gradient sums per-chunk bf16 scatters in float32. Outputs and gradients take
+the dtype of the tensor they belong to.
 """
 
 from __future__ import annotations
@@ -142,27 +152,30 @@ class _GatherDeformConv(torch.autograd.Function):
     """DCNv2 in chunks of output rows; backward recomputes the columns instead of storing them."""
 
     @staticmethod
-    def forward(ctx, x, offset, mask, weight, padding):  # noqa: ANN001, ANN205
+    def forward(ctx, x, offset, mask, weight, padding, dtype):  # noqa: ANN001, ANN205
         n, c, h, w = x.shape
         c_out, _, kh, kw = weight.shape
         h_out, w_out = offset.shape[-2:]
         k = kh * kw
-        rows = _padded_rows(x)  # (N*(H+4)*(W+4), C)
+        col_dtype, pos_dtype = _dtypes(x, offset, dtype)
+        rows = _padded_rows(x.to(col_dtype))  # (N*(H+4)*(W+4), C)
         plane = rows.shape[0] // n
-        w_mat_t = weight.permute(2, 3, 1, 0).reshape(k * c, c_out)  # (K*C, C_out)
+        w_mat_t = weight.to(col_dtype).permute(2, 3, 1, 0).reshape(k * c, c_out)  # (K*C, C_out)
         channels_last = _is_channels_last(x)
         # Output in the input's memory format; channels-last rows come straight out of the GEMM.
-        out = (
-            x.new_empty(n, h_out, w_out, c_out)
-            if channels_last
-            else x.new_empty(n, c_out, h_out, w_out)
-        )
-        chunks = _row_chunks(n, h_out, w_out, k * c * x.element_size())
-        base = _base_positions(h_out, w_out, (kh, kw), padding, offset.dtype, offset.device)
+        shape = (n, h_out, w_out, c_out) if channels_last else (n, c_out, h_out, w_out)
+        out = x.new_empty(shape, dtype=col_dtype)
+        chunks = _row_chunks(n, h_out, w_out, k * c * rows.element_size())
+        base = _base_positions(h_out, w_out, (kh, kw), padding, pos_dtype, offset.device)
         for i, r0, r1 in chunks:
-            s = _sample(offset[i, :, r0:r1], mask[i, :, r0:r1], base, r0, i * plane, (h, w))
-            cols = F.embedding_bag(s.index, rows, per_sample_weights=s.weight, mode="sum")
-            cols = cols.view(-1, k * c)  # (rows*Wo, K*C)
+            s = _sample(
+                offset[i, :, r0:r1].to(pos_dtype),
+                mask[i, :, r0:r1].to(pos_dtype),
+                base, r0, i * plane, (h, w),
+            )  # fmt: skip
+            cols = F.embedding_bag(
+                s.index, rows, per_sample_weights=s.weight.to(col_dtype), mode="sum"
+            ).view(-1, k * c)  # (rows*Wo, K*C)
             if channels_last:
                 torch.mm(cols, w_mat_t, out=out[i, r0:r1].view(-1, c_out))
             else:
@@ -170,6 +183,7 @@ class _GatherDeformConv(torch.autograd.Function):
                 out[i, :, r0:r1] = torch.mm(cols, w_mat_t).t().view(c_out, r1 - r0, w_out)
         ctx.save_for_backward(x, offset, mask, weight)
         ctx.padding = padding
+        ctx.dtype = dtype
         return out.permute(0, 3, 1, 2) if channels_last else out
 
     @staticmethod
@@ -179,45 +193,70 @@ class _GatherDeformConv(torch.autograd.Function):
         c_out, _, kh, kw = weight.shape
         h_out, w_out = offset.shape[-2:]
         k = kh * kw
+        col_dtype, pos_dtype = _dtypes(x, offset, ctx.dtype)
+        acc_dtype = torch.promote_types(col_dtype, torch.float32)  # sums over chunks
         need_x, need_offset, need_mask, need_weight = ctx.needs_input_grad[:4]
         need_corner = need_offset or need_mask
-        w_mat = weight.permute(0, 2, 3, 1).reshape(c_out, k * c)  # (C_out, K*C)
-        rows = _padded_rows(x)
+        w_mat = weight.to(col_dtype).permute(0, 2, 3, 1).reshape(c_out, k * c)  # (C_out, K*C)
+        # Corner-weight gradients are dot products of grad_cols with the corner rows, so the
+        # table is gathered in acc_dtype when they are needed (the same values, wider sums).
+        rows = _padded_rows(x.to(acc_dtype if need_corner else col_dtype))
         plane = rows.shape[0] // n
-        grad_rows = torch.zeros_like(rows) if need_x else None
-        grad_w_mat = x.new_zeros(c_out, k * c) if need_weight else None
+        grad_rows = rows.new_zeros(rows.shape, dtype=acc_dtype) if need_x else None
+        grad_w_mat = x.new_zeros(c_out, k * c, dtype=acc_dtype) if need_weight else None
         grad_offset = torch.empty_like(offset) if need_corner else None
         grad_mask = torch.empty_like(mask) if need_corner else None
-        chunks = _row_chunks(n, h_out, w_out, k * c * x.element_size())
-        base = _base_positions(h_out, w_out, (kh, kw), ctx.padding, offset.dtype, offset.device)
+        chunks = _row_chunks(n, h_out, w_out, k * c * rows.element_size())
+        base = _base_positions(h_out, w_out, (kh, kw), ctx.padding, pos_dtype, offset.device)
         for i, r0, r1 in chunks:
-            s = _sample(offset[i, :, r0:r1], mask[i, :, r0:r1], base, r0, i * plane, (h, w))
+            s = _sample(
+                offset[i, :, r0:r1].to(pos_dtype),
+                mask[i, :, r0:r1].to(pos_dtype),
+                base, r0, i * plane, (h, w),
+            )  # fmt: skip
             # (rows*Wo, C_out), a view in NCHW and in channels-last: BLAS reads it transposed.
-            g = grad_out[i, :, r0:r1].flatten(1).t()
+            g = grad_out[i, :, r0:r1].flatten(1).t().to(col_dtype)
             with torch.enable_grad():
-                corner_w = s.weight.requires_grad_(need_corner)
+                corner_w = s.weight.to(rows.dtype).requires_grad_(need_corner)
                 cols = F.embedding_bag(s.index, rows, per_sample_weights=corner_w, mode="sum")
             if need_weight:
-                grad_w_mat.addmm_(g.t(), cols.detach().view(-1, k * c))
+                cols_mat = cols.detach().view(-1, k * c).to(col_dtype)
+                if col_dtype == acc_dtype:
+                    grad_w_mat.addmm_(g.t(), cols_mat)
+                else:  # a 16-bit GEMM of the chunk, summed over chunks in float32
+                    grad_w_mat += torch.mm(g.t(), cols_mat)
             if not (need_x or need_corner):
                 continue
             grad_cols = torch.mm(g, w_mat).view(-1, c)  # (S, C)
             if need_corner:
-                (grad_corner,) = torch.autograd.grad(cols, corner_w, grad_cols)  # (S, 4)
+                grad_corner = torch.autograd.grad(cols, corner_w, grad_cols.to(cols.dtype))[0]
                 _corner_grads_to_offset_mask(
                     grad_corner, s, grad_offset[i, :, r0:r1], grad_mask[i, :, r0:r1]
-                )
+                )  # (S, 4) in acc_dtype -> offset's and mask's dtype
             if need_x:
-                _scatter_rows(grad_rows, grad_cols, s.index, s.weight.detach())
+                _scatter_rows(grad_rows, grad_cols, s.index, s.weight.detach().to(col_dtype))
         grad_x = grad_weight = None
         if need_x:
             grad_rows = grad_rows.view(n, h + 2 * _BORDER, w + 2 * _BORDER, c)
             grad_x = grad_rows[:, _BORDER:-_BORDER, _BORDER:-_BORDER].permute(0, 3, 1, 2)
             fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
-            grad_x = grad_x.contiguous(memory_format=fmt)
+            grad_x = grad_x.contiguous(memory_format=fmt).to(x.dtype)
         if need_weight:
             grad_weight = grad_w_mat.view(c_out, kh, kw, c).permute(0, 3, 1, 2).contiguous()
-        return grad_x, grad_offset, grad_mask, grad_weight, None
+            grad_weight = grad_weight.to(weight.dtype)
+        return grad_x, grad_offset, grad_mask, grad_weight, None, None
+
+
+def _dtypes(
+    x: torch.Tensor, offset: torch.Tensor, dtype: torch.dtype | None
+) -> tuple[torch.dtype, torch.dtype]:
+    """(dtype of columns and GEMMs, dtype of positions and corner weights).
+
+    Exact path (``dtype`` None): the inputs' own. 16-bit path: ``dtype`` and float32.
+    """
+    if dtype is None:
+        return x.dtype, offset.dtype
+    return dtype, torch.float32
 
 
 def _corner_grads_to_offset_mask(
@@ -250,6 +289,7 @@ def deform_conv2d_gather(
     mask: torch.Tensor,
     weight: torch.Tensor,
     padding: int = 1,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """DCNv2 (stride 1, dilation 1, one group), no bias; same arguments as torchvision's.
 
@@ -258,8 +298,12 @@ def deform_conv2d_gather(
         offset: (N, 2*kh*kw, H_out, W_out), interleaved (dy, dx) per kernel point.
         mask: (N, kh*kw, H_out, W_out).
         weight: (C_out, C_in, kh, kw).
+        padding: zero padding.
+        dtype: None computes exactly in the inputs' dtype; torch.bfloat16 gathers the columns
+            and multiplies them in bf16 with float32 positions and sums (see the module's
+            docstring). Call it with autocast disabled: the dtypes are chosen here.
 
     Returns:
-        (N, C_out, H_out, W_out).
+        (N, C_out, H_out, W_out), in ``dtype`` or else in x's dtype.
     """
-    return _GatherDeformConv.apply(x, offset, mask, weight, padding)
+    return _GatherDeformConv.apply(x, offset, mask, weight, padding, dtype)

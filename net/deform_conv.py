@@ -16,7 +16,9 @@ Implementations (all exact, all tested against one reference):
 Under mixed precision (``torch.autocast``) every implementation but ``"triton"`` computes in
 float32, as torchvision's own autocast rule for ``deform_conv2d`` does: sampling positions in
 float16 would be off by up to 0.25 px at x = 256, so the DCN stays exact while the plain convs
-run in 16 bits. ``"triton"`` keeps positions and sums in float32 but multiplies 16-bit columns.
+run in 16 bits. ``"triton"`` keeps positions and sums in float32 but multiplies 16-bit columns;
+so does ``"gather"`` on CPU for a bfloat16 input under autocast (the network's features under
+``--precision bf16``), see ``net/dcn_gather.py``.
 """
 
 from __future__ import annotations
@@ -104,6 +106,11 @@ def modulated_deform_conv2d(
         from net.dcn_triton import deform_conv2d_triton
 
         out = deform_conv2d_triton(x, offset, mask, weight, padding)  # follows autocast itself
+    elif name == "gather" and x.dtype == torch.bfloat16 and x.device.type == "cpu":
+        # A bf16 input, as the model's features are under a bf16 autocast: bf16 columns and
+        # GEMMs, float32 positions; the output stays bf16 for the bf16 convs that follow.
+        with torch.autocast("cpu", enabled=False):
+            out = deform_conv2d_gather(x, offset, mask, weight, padding, torch.bfloat16)
     elif _autocast_enabled(x.device.type):
         # torchvision's CPU kernel has no 16-bit version and no CPU autocast rule, so the rule
         # is applied here for every implementation and device.
