@@ -568,8 +568,8 @@ def train_one_epoch(net: nn.Module, run: Run, position: Position) -> bool:
 
 def checkpoint_due(run: Run, position: Position) -> bool:
     """True on every process when the mid-epoch checkpoint is due: every
-    --checkpoint_every_steps steps, or --checkpoint_every_minutes after the last save by rank
-    0's clock (shared, so all processes save at the same step)."""
+    --checkpoint_every_steps steps, or --checkpoint_every_minutes after the last save by any
+    process's clock (a max over the processes, so all of them save at the same step)."""
     args = run.args
     by_steps = args.checkpoint_every_steps and position.step % args.checkpoint_every_steps == 0
     minutes = (time.monotonic() - run.last_save) / 60

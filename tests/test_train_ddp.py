@@ -84,3 +84,34 @@ def test_a_signal_on_one_rank_stops_all_at_the_same_step(tmp_path):
     assert results == [{"step": 1, "interrupted": "SIGTERM"}] * 2
     state = torch.load(tmp_path / "ckpt" / "airnet_last_train.pth", weights_only=True)
     assert state["step"] == 1
+
+
+def _rank_with_fast_clock_on_rank_one(rank: int, argv: list[str], port: int, out: str) -> None:
+    """Rank 1's clock runs two minutes a call, rank 0's is real: only rank 1 finds the time-based
+    checkpoint due, and every rank must still save at the same steps (or the barrier hangs)."""
+    if rank == 1:
+        ticks = iter(range(0, 10**6, 120))
+        train.time.monotonic = lambda: next(ticks)
+    save = train.save_resumable
+    saved = []
+
+    def recording(run, position):
+        saved.append(position.step)
+        save(run, position)
+
+    train.save_resumable = recording
+    _rank(rank, argv, port, out)
+    torch.save(saved, Path(out) / f"rank{rank}.saved")
+
+
+def test_time_based_checkpoints_happen_at_the_same_step_on_every_rank(tmp_path):
+    argv = [*tiny_args(tmp_path), "--epoch_size", "20", "--max_steps", "4"]
+    argv += ["--checkpoint_every_minutes", "1"]
+    mp.spawn(
+        _rank_with_fast_clock_on_rank_one,
+        args=(argv, _free_port(), str(tmp_path)),
+        nprocs=WORLD_SIZE,
+        join=True,
+    )
+    saved = [torch.load(tmp_path / f"rank{r}.saved", weights_only=True) for r in range(2)]
+    assert saved[0] == saved[1] and saved[0]  # mid-epoch saves, on both ranks alike
