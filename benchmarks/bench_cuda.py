@@ -1,18 +1,24 @@
 """Benchmark AirNet on CUDA: DCN layer, model eval and training step, float32 and mixed precision.
 
-Prints markdown tables:
-- DCN layer 64->64 3x3 + mask per implementation vs conv2d of the same shape (forward and
-  forward+backward ms, ratios, max difference to torchvision's output and gradients);
+Old and new paths are measured in the same run on the same card (its name is printed first):
+"torchvision" is today's CUDA path (its DCN stays float32 under autocast), "triton" the Triton
+DCN of net/dcn_triton.py (16-bit columns under autocast). Prints markdown tables:
+- DCN layer 64->64 3x3 + mask per implementation vs conv2d of the same shape and dtype (fp32:
+  float32 conv, TF32 off; bf16: bfloat16 cuDNN conv, and the DCN under bf16 autocast), forward
+  and forward+backward ms and ratios, max difference to torchvision float32;
 - eval forward of the full model per implementation and precision (ms, ms per megapixel,
   GFLOP/s at 6.44 M multiply-adds per pixel, peak memory, PSNR of the output against the
   float32 output of the same implementation);
 - one training step (batch of 128^2 patches, L1 + 0.1 * CE, Adam; fp16 with a GradScaler as
-  train.py --amp does, bf16 without) with its peak memory.
+  train.py --precision fp16 does, bf16 without) with its peak memory;
+- the targets of issue 13 as ratios from the tables above;
+- with --compile: eval and training step in bf16, eager vs ``torch.compile`` of the model (the
+  Triton DCN runs as it is between compiled graphs), and the compile time.
 
 Weights are random (offsets of a few pixels), so the PSNR column measures arithmetic, not
 restoration quality; test.py --precision gives the latter with real weights.
 
-    python benchmarks/bench_cuda.py
+    python benchmarks/bench_cuda.py [--compile]
 """
 
 from __future__ import annotations
@@ -84,30 +90,46 @@ def train_step(model, optimizer, scaler, dtype, batch: list[torch.Tensor]) -> No
     scaler.update()
 
 
-def dcn_section(args: argparse.Namespace) -> None:
-    print("\n## DCN layer 64->64 3x3 + mask, float32\n")
+def layer_call(
+    impl: str, inputs: list[torch.Tensor], backward: bool, dtype: torch.dtype
+) -> list[torch.Tensor]:
+    """``run_layer`` on inputs of ``dtype``; 16-bit runs under autocast, as the model does."""
+    with torch.autocast("cuda", dtype, enabled=dtype != torch.float32):
+        return run_layer(impl, inputs, backward)
+
+
+def dcn_section(args: argparse.Namespace, results: dict) -> None:
+    print("\n## DCN layer 64->64 3x3 + mask vs conv2d of the same shape and dtype\n")
     print(
-        "| shape | impl | fwd ms | fwd / conv | fwd+bwd ms | fwd+bwd / conv | max diff abs / rel |"
+        "| shape | dtype | impl | fwd ms | fwd / conv | fwd+bwd ms | fwd+bwd / conv "
+        "| max diff to torchvision fp32 (abs / rel) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for shape in args.shapes:
         n, h, w = (int(v) for v in shape.split("x"))
-        inputs = [t.cuda() for t in make_inputs(n, 64, h, w)]
-        reference = run_layer("torchvision", inputs, backward=True)
-        conv_f = cuda_time(partial(run_layer, "conv2d", inputs, False), args.repeat)
-        conv_b = cuda_time(partial(run_layer, "conv2d", inputs, True), args.repeat)
-        print(f"| {shape} | conv2d | {conv_f:.2f} | 1.00 | {conv_b:.2f} | 1.00 | - |")
-        for impl in ("torchvision", "gather", "grid_sample"):
-            fwd = cuda_time(partial(run_layer, impl, inputs, False), args.repeat)
-            fb = cuda_time(partial(run_layer, impl, inputs, True), args.repeat)
-            absolute, relative = max_diff(run_layer(impl, inputs, True), reference)
-            print(
-                f"| {shape} | {impl} | {fwd:.2f} | {fwd / conv_f:.1f} | {fb:.2f} "
-                f"| {fb / conv_b:.1f} | {absolute:.1e} / {relative:.1e} |"
-            )
+        inputs32 = [t.cuda() for t in make_inputs(n, 64, h, w)]
+        for precision in ("fp32", "bf16"):
+            dtype = torch.float32 if precision == "fp32" else torch.bfloat16
+            inputs = [t.to(dtype) for t in inputs32]
+            # On the same (rounded) values: the difference measures arithmetic only.
+            reference = run_layer("torchvision", [t.float() for t in inputs], backward=True)
+            conv_f = cuda_time(partial(layer_call, "conv2d", inputs, False, dtype), args.repeat)
+            conv_b = cuda_time(partial(layer_call, "conv2d", inputs, True, dtype), args.repeat)
+            conv_row = f"| {conv_f:.2f} | 1.00 | {conv_b:.2f} | 1.00 | - |"
+            print(f"| {shape} | {precision} | conv2d {conv_row}")
+            for impl in args.dcn_impls:
+                fwd = cuda_time(partial(layer_call, impl, inputs, False, dtype), args.repeat)
+                fb = cuda_time(partial(layer_call, impl, inputs, True, dtype), args.repeat)
+                got = [t.float() for t in layer_call(impl, inputs, True, dtype)]
+                absolute, relative = max_diff(got, reference)
+                results["dcn", shape, precision, impl] = (fwd / conv_f, fb / conv_b)
+                print(
+                    f"| {shape} | {precision} | {impl} | {fwd:.2f} | {fwd / conv_f:.2f} "
+                    f"| {fb:.2f} | {fb / conv_b:.2f} | {absolute:.1e} / {relative:.1e} |"
+                )
 
 
-def eval_section(args: argparse.Namespace) -> None:
+def eval_section(args: argparse.Namespace, results: dict) -> None:
     print("\n## Eval forward, full model (5 groups x 5 blocks), batch 1\n")
     print("| size | impl | precision | ms | ms / MPixel | GFLOP/s | peak GB | PSNR vs fp32 dB |")
     print("|---|---|---|---|---|---|---|---|")
@@ -120,6 +142,7 @@ def eval_section(args: argparse.Namespace) -> None:
                 ms = cuda_time(partial(eval_forward, model, x, dtype), args.repeat)
                 peak = torch.cuda.max_memory_allocated() / 2**30
                 outputs[precision] = eval_forward(model, x, dtype).float()
+                results["eval", size, precision, impl] = ms
                 gflops = 2 * MACS_PER_PIXEL * size**2 / ms / 1e6
                 vs = (
                     "-"
@@ -134,7 +157,7 @@ def eval_section(args: argparse.Namespace) -> None:
         torch.cuda.empty_cache()
 
 
-def train_section(args: argparse.Namespace) -> None:
+def train_section(args: argparse.Namespace, results: dict) -> None:
     print(
         f"\n## Training step, full model, batch {args.batch} of {args.patch}^2, "
         "L1 + 0.1 * CE, Adam\n"
@@ -153,9 +176,84 @@ def train_section(args: argparse.Namespace) -> None:
             step = partial(train_step, model, optimizer, scaler, dtype, batch)
             ms = cuda_time(step, args.train_repeat)
             peak = torch.cuda.max_memory_allocated() / 2**30
+            results["train", precision, impl] = ms
             print(f"| {impl} | {precision} | {ms:.1f} | {peak:.2f} |")
             del model, optimizer, step
             torch.cuda.empty_cache()
+
+
+def targets_section(args: argparse.Namespace, results: dict) -> None:
+    """Issue 13's targets, each a ratio of two measurements of this run."""
+    rows = []  # (target, measured ratio, goal as text, met)
+    for key, value in results.items():
+        if key[0] == "dcn" and key[3] == "triton":
+            fwd, fb = value
+            name = f"DCN {key[1]} {key[2]}, triton"
+            rows.append((f"{name}: fwd / conv2d", fwd, "<= 2", fwd <= 2))
+            rows.append((f"{name}: fwd+bwd / conv2d", fb, "<= 3", fb <= 3))
+    for size in args.sizes:
+        old = results.get(("eval", size, "bf16", "torchvision"))
+        new = results.get(("eval", size, "bf16", "triton"))
+        if old and new:
+            rows.append(
+                (f"eval {size}^2 bf16: torchvision / triton", old / new, ">= 2", old >= 2 * new)
+            )
+    old = results.get(("train", "bf16", "torchvision"))
+    new = results.get(("train", "bf16", "triton"))
+    if old and new:
+        name = f"train step {args.batch}x{args.patch}^2 bf16: torchvision / triton"
+        rows.append((name, old / new, ">= 1.8", old >= 1.8 * new))
+    if not rows:
+        return
+    print("\n## Targets (issue 13): ratios from the tables above\n")
+    print("| target | measured | goal | met |")
+    print("|---|---|---|---|")
+    for name, value, goal, met in rows:
+        print(f"| {name} | {value:.2f} | {goal} | {'yes' if met else 'no'} |")
+
+
+def compile_section(args: argparse.Namespace) -> None:
+    """Does ``torch.compile`` pay for the rest of the network? bf16, eager vs compiled."""
+    print(f"\n## torch.compile of the whole model, bf16, dcn_impl={args.compile_impl}\n")
+    print("| run | eager ms | compiled ms | eager / compiled | compile s |")
+    print("|---|---|---|---|---|")
+    size = max(args.sizes)
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).cuda()
+    model = build_model(args.compile_impl, 5, 5, channels_last=False).cuda().eval()
+    compiled = torch.compile(model)
+    eager = cuda_time(partial(eval_forward, model, x, torch.bfloat16), args.repeat)
+    start = time.perf_counter()
+    eval_forward(compiled, x, torch.bfloat16)
+    torch.cuda.synchronize()
+    compile_s = time.perf_counter() - start
+    fast = cuda_time(partial(eval_forward, compiled, x, torch.bfloat16), args.repeat)
+    print(f"| eval {size}^2 | {eager:.1f} | {fast:.1f} | {eager / fast:.2f} | {compile_s:.0f} |")
+    del model, compiled
+    torch.cuda.empty_cache()
+
+    gen = torch.Generator().manual_seed(0)
+    shape = (args.batch, 3, args.patch, args.patch)
+    batch = [torch.rand(shape, generator=gen).cuda() for _ in "qkc"]
+    times = []
+    for use_compile in (False, True):
+        model = build_model(args.compile_impl, 5, 5, channels_last=False).cuda().train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params, lr=1e-4)
+        scaler = torch.amp.GradScaler("cuda", enabled=False)
+        net = torch.compile(model) if use_compile else model
+        step = partial(train_step, net, optimizer, scaler, torch.bfloat16, batch)
+        start = time.perf_counter()
+        step()
+        torch.cuda.synchronize()
+        first_s = time.perf_counter() - start
+        times.append((cuda_time(step, args.train_repeat), first_s))
+        del model, optimizer, net, step
+        torch.cuda.empty_cache()
+    (eager, _), (fast, compile_s) = times
+    print(
+        f"| train {args.batch}x{args.patch}^2 | {eager:.1f} | {fast:.1f} | {eager / fast:.2f} "
+        f"| {compile_s:.0f} |"
+    )
 
 
 def device_name() -> str:
@@ -196,8 +294,19 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512, 1024])
     parser.add_argument("--batch", type=int, default=5)
     parser.add_argument("--patch", type=int, default=128)
-    parser.add_argument("--impls", nargs="+", default=["torchvision", "gather"])
+    parser.add_argument(
+        "--impls", nargs="+", default=["torchvision", "triton"], help="for eval and train"
+    )
+    parser.add_argument(
+        "--dcn-impls", nargs="+", default=["torchvision", "triton"], help="for the DCN layer"
+    )
     parser.add_argument("--sections", nargs="*", default=["dcn", "eval", "train"])
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also measure torch.compile of the model (bf16, largest size, training step)",
+    )
+    parser.add_argument("--compile-impl", default="triton", help="DCN used in the --compile runs")
     parser.add_argument("--ckpt", help="with --images: also measure real weights on photos")
     parser.add_argument("--images", help="folder of clean photos (e.g. CBSD68)")
     parser.add_argument("--max_images", type=int, default=68)
@@ -207,7 +316,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     if not torch.cuda.is_available():
-        sys.exit("bench_cuda.py needs a CUDA device")
+        print("bench_cuda.py: no CUDA device, nothing to measure")
+        return
     # TF32 off: float32 means float32 here, so the fp32 rows are the exact baseline.
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = args.tf32
     torch.backends.cudnn.benchmark = True
@@ -218,8 +328,12 @@ def main() -> None:
         f"(train: {args.train_repeat}) after 2 warm-ups"
     )
     sections = {"dcn": dcn_section, "eval": eval_section, "train": train_section}
+    results: dict = {}
     for name in args.sections:
-        sections[name](args)
+        sections[name](args, results)
+    targets_section(args, results)
+    if args.compile:
+        compile_section(args)
     if args.ckpt and args.images:
         checkpoint_section(args)
 
