@@ -370,7 +370,9 @@ def validate(
 ) -> tuple[dict[str, float], dict[str, list[np.ndarray]]]:
     """PSNR/SSIM per degradation type with test.py's metrics (RGB in [0, 1], clipped).
 
-    Returns (metrics "psnr/TYPE", "ssim/TYPE", "psnr/mean"; restored uint8 images per type).
+    Returns (metrics "psnr/TYPE", "ssim/TYPE", "psnr/mean", and "input_psnr/TYPE", the
+    degraded input's own PSNR, so a log shows whether the model helps; restored uint8 images
+    per type).
     """
     model.eval()
     scores: dict[str, list[tuple[float, float]]] = {}
@@ -380,7 +382,7 @@ def validate(
         restored = model(x).float().cpu()  # (1, 3, H, W), unclamped
         array = restored[0].permute(1, 2, 0).numpy()  # (H, W, 3); the metrics clip it
         scores.setdefault(image.de_type, []).append(
-            (psnr(array, image.clean), ssim(array, image.clean))
+            (psnr(array, image.clean), ssim(array, image.clean), psnr(image.degraded, image.clean))
         )
         restored_images.setdefault(image.de_type, []).append(tensor_to_image(restored))
     model.train()
@@ -388,6 +390,7 @@ def validate(
     for de_type, values in scores.items():
         results[f"psnr/{de_type}"] = float(np.mean([value[0] for value in values]))
         results[f"ssim/{de_type}"] = float(np.mean([value[1] for value in values]))
+        results[f"input_psnr/{de_type}"] = float(np.mean([value[2] for value in values]))
     results["psnr/mean"] = float(np.mean([results[f"psnr/{t}"] for t in scores]))
     return results, restored_images
 

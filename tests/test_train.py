@@ -88,6 +88,7 @@ def test_both_phases_validation_and_exports(tmp_path):
     assert len(val_records) == 2
     for de_type in ("denoise_15", "denoise_25", "denoise_50", "derain", "dehaze"):
         assert math.isfinite(val_records[-1][f"psnr/{de_type}"])
+        assert val_records[0][f"input_psnr/{de_type}"] == val_records[-1][f"input_psnr/{de_type}"]
         assert (tmp_path / "out" / "val" / de_type).is_dir()
     assert json.loads((tmp_path / "logs" / "args.json").read_text())["queue_size"] == 16
     assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "logs").iterdir())
