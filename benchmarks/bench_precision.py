@@ -8,7 +8,7 @@ Prints the CPU's model name and its bf16-relevant flags, then in one process:
   range, 1 for a restored image; the issue's target is >= 45 dB);
 - train: one step of a batch of patches (L1 + 0.1 * CE, Adam; autocast over forward and loss,
   backward outside, as train.py), fp32 and bf16 alternated, median of ``--train-repeat``;
-- with ``--profile``: self CPU time of one eval forward (and one training step) per op category:
+- with ``--profile``: self time of one eval forward (and one training step) per op category:
   GEMMs and convolutions, gathers (the DCN's embedding_bag and its sort), elementwise and copies.
 
 The model is the paper's size (64 features, 5 groups x 5 blocks) with random weights whose
@@ -172,7 +172,8 @@ def profile_breakdown(fn: Callable[[], object]) -> tuple[dict[str, float], list[
 
 def print_profile(title: str, fns: dict[str, Callable[[], object]]) -> None:
     results = {name: profile_breakdown(fn) for name, fn in fns.items()}
-    print(f"\n### Profile: {title} (self CPU time of one call)\n")
+    # The profiler times each op by the clock, so a shared core inflates them; the shares hold.
+    print(f"\n### Profile: {title} (self time of each op, one call)\n")
     print("| category | " + " | ".join(f"{p} ms | {p} %" for p in results) + " |")
     print("|---|" + "---|---|" * len(results))
     for cat in [*CATEGORIES, "other"]:
@@ -188,7 +189,7 @@ def print_profile(title: str, fns: dict[str, Callable[[], object]]) -> None:
 def eval_section(args: argparse.Namespace) -> None:
     model = build_model(args).eval()
     if args.image:
-        x = torch.from_numpy(image_to_array(read_image(args.image))).unsqueeze(0)
+        x = torch.from_numpy(image_to_array(read_image(args.image)))  # (1, 3, H, W)
     else:
         x = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(1))
     fns = {p: eval_fn(model, x, p) for p in PRECISIONS}
