@@ -43,6 +43,7 @@ Triton's interpreter (``TRITON_INTERPRET=1``, used by the CPU tests) runs the si
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -456,4 +457,6 @@ def deform_conv2d_triton(
     dtype = compute_dtype(x)
     if dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise TypeError(f"the Triton DCN computes in float32, bfloat16 or float16, not {dtype}")
-    return _TritonDeformConv.apply(x, offset, mask, weight, padding, dtype)
+    # Triton launches on the current CUDA device; autograd runs backward on the tensors' own.
+    with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
+        return _TritonDeformConv.apply(x, offset, mask, weight, padding, dtype)
