@@ -36,6 +36,8 @@ from utils.tiling import Box, auto_tile_size, available_memory_bytes, run_tiled
 logger = logging.getLogger("restore_onnx")
 
 EXIT_OK, EXIT_FAILED, EXIT_SETUP = 0, 1, 2
+# Local providers only, best first (onnxruntime wheels also list "AzureExecutionProvider").
+PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 DEFAULT_N_FEATS = 64  # for the memory estimate when the file does not say (export.py writes it)
 
 
@@ -62,10 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_session(path: Path, threads: int = 0) -> ort.InferenceSession:
-    """An ONNX Runtime session on the best available provider (CUDA if installed, else CPU)."""
+    """An ONNX Runtime session on CUDA when onnxruntime-gpu provides it, else on the CPU."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=ort.get_available_providers())
+    available = ort.get_available_providers()
+    providers = [p for p in PROVIDERS if p in available]
+    return ort.InferenceSession(str(path), options, providers=providers)
 
 
 def model_n_feats(session: ort.InferenceSession) -> int:

@@ -105,6 +105,7 @@ def test_bad_size_and_missing_file_are_setup_errors(tmp_path):
 def test_restore_onnx_equals_the_pytorch_path(exported, tiny_model, opset):
     """Same uint8 result as utils.restore, whole and in tiles (one tiling code for both)."""
     session = restore_onnx.load_session(exported[opset][0], threads=1)
+    assert session.get_providers()[0] in restore_onnx.PROVIDERS  # not the remote Azure one
     rgb = np.random.default_rng(0).integers(0, 256, (45, 38, 3), dtype=np.uint8)
     for tile in (None, 32):
         report = {}
