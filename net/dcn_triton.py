@@ -253,10 +253,10 @@ def _dcn_grad_input(
                 c2 = c_ok[None, :]
                 y0, y1 = in_y0[:, None], in_y1[:, None]
                 x0, x1 = in_x0[:, None], in_x1[:, None]
-                tl.atomic_add(p, gm * (1 - ly2) * (1 - lx2), mask=c2 & y0 & x0)
-                tl.atomic_add(p + C, gm * (1 - ly2) * lx2, mask=c2 & y0 & x1)
-                tl.atomic_add(p + W * C, gm * ly2 * (1 - lx2), mask=c2 & y1 & x0)
-                tl.atomic_add(p + W * C + C, gm * ly2 * lx2, mask=c2 & y1 & x1)
+                tl.atomic_add(p, gm * (1 - ly2) * (1 - lx2), mask=c2 & y0 & x0, sem="relaxed")
+                tl.atomic_add(p + C, gm * (1 - ly2) * lx2, mask=c2 & y0 & x1, sem="relaxed")
+                tl.atomic_add(p + W * C, gm * ly2 * (1 - lx2), mask=c2 & y1 & x0, sem="relaxed")
+                tl.atomic_add(p + W * C + C, gm * ly2 * lx2, mask=c2 & y1 & x1, sem="relaxed")
         tl.store(goff_pix + (2 * k) * s_ac, g_y * m, mask=valid)
         tl.store(goff_pix + (2 * k + 1) * s_ac, g_x * m, mask=valid)
         tl.store(gmsk_pix + k * s_bc, g_m, mask=valid)
