@@ -70,7 +70,8 @@ def check_several_blocks_and_split_weight_gradient() -> None:
 
 def check_channels_last_and_partial_grads() -> None:
     """Channels-last x gives channels-last output and input gradient; the input gradient alone,
-    and offset and mask gradients alone (no atomic adds), match the reference."""
+    and offset and mask gradients alone (no atomic adds), match the reference; so does the
+    output under inference mode."""
     from net.dcn_triton import deform_conv2d_triton
 
     x, offset, mask, weight = make_inputs(1, 4, 3, 5, 6, torch.float32, seed=5)
@@ -90,6 +91,9 @@ def check_channels_last_and_partial_grads() -> None:
     grad_offset, grad_mask = torch.autograd.grad(out.sum(), [offset, mask])
     torch.testing.assert_close(grad_offset.double(), want[1], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grad_mask.double(), want[2], rtol=1e-5, atol=1e-5)
+    with torch.inference_mode():
+        out = deform_conv2d_triton(x, offset, mask, weight)
+    torch.testing.assert_close(out.double(), want_out, rtol=1e-5, atol=1e-5)
 
 
 CHECKS: dict[str, Callable[[], None]] = {
@@ -97,7 +101,7 @@ CHECKS: dict[str, Callable[[], None]] = {
     "reference_padding_0": check_reference(0),
     "reference_padding_2": check_reference(2),
     "several_blocks_and_split_weight_gradient": check_several_blocks_and_split_weight_gradient,
-    "channels_last_and_partial_grads": check_channels_last_and_partial_grads,
+    "channels_last_partial_grads_inference": check_channels_last_and_partial_grads,
 }
 
 
