@@ -147,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         default="fp32",
         choices=list(PRECISIONS),
-        help="fp32 as the paper; bf16/fp16 autocast (the DCN stays fp32) changes the numbers",
+        help="fp32 as the paper; bf16/fp16 autocast (DCN sampling positions stay fp32) changes "
+        "the numbers",
     )
     return parser
 
