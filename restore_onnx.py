@@ -39,6 +39,9 @@ EXIT_OK, EXIT_FAILED, EXIT_SETUP = 0, 1, 2
 # Local providers only, best first (onnxruntime wheels also list "AzureExecutionProvider").
 PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 DEFAULT_N_FEATS = 64  # for the memory estimate when the file does not say (export.py writes it)
+# Peak memory per input pixel and channel of n_feats in ONNX Runtime (CPU): 215 bytes measured
+# at 512 x 512, n_feats 64 (benchmarks/bench_onnx.py), about 1.6x the PyTorch path's; rounded up.
+ORT_BYTES_PER_PIXEL_PER_FEAT = 256
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,7 +102,10 @@ def restore_array(
     reason = "asked" if tile is not None else None
     if tile is None:
         free = available_memory_bytes()
-        tile = auto_tile_size(height, width, model_n_feats(session), free, tile_overlap)
+        n_feats = model_n_feats(session)
+        tile = auto_tile_size(
+            height, width, n_feats, free, tile_overlap, ORT_BYTES_PER_PIXEL_PER_FEAT
+        )
         reason = "memory" if tile is not None else None
 
     def forward(box: Box) -> np.ndarray:

@@ -256,3 +256,13 @@ def test_tile_boxes_cover_the_image_and_windows_sum_to_positive():
     weights = ramp(16, 6, True, True)
     np.testing.assert_allclose(weights[:6] + weights[-6:], 1.0, rtol=1e-6)
     assert weights[6:-6].tolist() == [1.0] * 4 and 0 < weights.min() < 0.1
+
+
+def test_auto_tile_size_follows_the_runtimes_appetite():
+    """restore_onnx.py plans with ONNX Runtime's larger bytes per pixel: smaller tiles."""
+    free = 2 * 2**30
+    torch_tile = auto_tile_size(4000, 3000, 64, free)
+    ort_tile = auto_tile_size(4000, 3000, 64, free, bytes_per_pixel_per_feat=256)
+    assert ort_tile < torch_tile
+    assert auto_tile_size(200, 200, 64, free) is None  # fits either way
+    assert auto_tile_size(200, 200, 64, free, bytes_per_pixel_per_feat=256) is None

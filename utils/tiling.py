@@ -105,9 +105,11 @@ def available_memory_bytes(
     return available
 
 
-def estimated_bytes(height: int, width: int, n_feats: int) -> int:
+def estimated_bytes(
+    height: int, width: int, n_feats: int, bytes_per_pixel_per_feat: int = BYTES_PER_PIXEL_PER_FEAT
+) -> int:
     """Rough peak memory of one eval forward pass on an (height, width) input."""
-    return height * width * n_feats * BYTES_PER_PIXEL_PER_FEAT
+    return height * width * n_feats * bytes_per_pixel_per_feat
 
 
 def auto_tile_size(
@@ -116,17 +118,19 @@ def auto_tile_size(
     n_feats: int,
     free_bytes: int | None,
     tile_overlap: int = 32,
+    bytes_per_pixel_per_feat: int = BYTES_PER_PIXEL_PER_FEAT,
 ) -> int | None:
     """The largest tile (a multiple of 16) whose forward pass fits in ``free_bytes``.
 
     Returns None when the whole image fits (or the free memory is unknown).
+    ``bytes_per_pixel_per_feat`` is the runtime's measured appetite (ONNX Runtime's is larger).
     """
     if free_bytes is None:
         return None
     budget = free_bytes * MEMORY_SHARE
-    if estimated_bytes(height, width, n_feats) <= budget:
+    if estimated_bytes(height, width, n_feats, bytes_per_pixel_per_feat) <= budget:
         return None
-    tile = int(math.sqrt(budget / (n_feats * BYTES_PER_PIXEL_PER_FEAT))) // 16 * 16
+    tile = int(math.sqrt(budget / (n_feats * bytes_per_pixel_per_feat))) // 16 * 16
     return max(tile, min_tile(tile_overlap))
 
 
