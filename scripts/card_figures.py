@@ -2,7 +2,7 @@
 
     python scripts/card_figures.py curve --log runs/logs/log.jsonl --output ckpt/curve.png
     python scripts/card_figures.py strips --images output/test/images --sets SET_DIRS... \\
-        --output ckpt/examples.png
+        --output ckpt/examples.jpg
 
 ``curve`` plots the training L1 and contrastive loss and the validation PSNR of every type
 against the step (needs matplotlib: requirements-tools.txt). ``strips`` takes the first image of
@@ -69,6 +69,8 @@ def first_pairs(sets: list[Path]) -> list[tuple[str, np.ndarray, Path]]:
     finders = {"derain": find_derain_sets, "dehaze": find_dehaze_sets}
     for task, finder in finders.items():
         for image_set in finder([p for p in sets if not p.name.upper().startswith("CBSD")]):
+            if not image_set.pairs:  # a folder of the other task
+                continue
             pair = image_set.pairs[0]
             degraded = crop_to_multiple(read_image(pair.degraded), 16)
             out.append((f"{image_set.name}/{task}", degraded, pair.target))
@@ -82,6 +84,8 @@ def strips(images: Path, sets: list[Path], output: Path, width: int = 320) -> No
         restored_path = images / set_name / task / f"{target_path.stem}.png"
         if task in ("derain", "dehaze"):
             matches = sorted((images / set_name / task).glob("*.png"))
+            if not matches:  # test.py did not run this task on this set
+                continue
             restored_path = matches[0]
         restored = np.asarray(Image.open(restored_path).convert("RGB"))
         target = crop_to_multiple(read_image(target_path), 16)
