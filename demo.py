@@ -32,7 +32,8 @@ from PIL import Image
 
 from net import load_airnet
 from utils.checkpoint import default_checkpoint
-from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, list_images, read_image_alpha
+from utils.image_files import find_inputs
+from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image_alpha
 from utils.precision import PRECISIONS, warn_if_slow_precision
 from utils.restore import resolve_device, restore
 
@@ -82,15 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
         "AMX/AVX512-BF16 (DCN sampling positions stay fp32)",
     )
     return parser
-
-
-def find_inputs(test_path: Path) -> list[Path]:
-    """A single file (taken as given), or the image files of a folder."""
-    if test_path.is_file():
-        return [test_path]
-    if not test_path.exists():
-        raise FileNotFoundError(f"{test_path}: no such file or folder")
-    return list_images(test_path)
 
 
 def image_mode(path: Path) -> str:

@@ -26,8 +26,8 @@ from utils.image_files import (
     IMAGE_EXTENSIONS,
     ImageReadError,
     array_to_image,
+    find_inputs,
     image_to_array,
-    list_images,
     read_image_alpha,
     save_image,
 )
@@ -120,15 +120,6 @@ def restore_array(
     if report is not None:
         report.update(tile=tile, tile_reason=reason)
     return array_to_image(output)
-
-
-def find_inputs(path: Path) -> list[Path]:
-    """A single file (taken as given), or the image files of a folder."""
-    if path.is_file():
-        return [path]
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder")
-    return list_images(path)
 
 
 def main(args: argparse.Namespace) -> int:

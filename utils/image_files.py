@@ -41,6 +41,16 @@ def list_images(folder: str | Path) -> list[Path]:
     return images
 
 
+def find_inputs(path: str | Path) -> list[Path]:
+    """A single file (taken as given), or the image files of a folder (demo, restore_onnx)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    return list_images(path)
+
+
 def _to_8bit(image: Image.Image) -> Image.Image:
     """16-bit and 32-bit integer or float modes -> 8-bit 'L' (full range kept)."""
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
