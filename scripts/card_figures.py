@@ -1,6 +1,8 @@
 """Figures for ckpt/MODEL_CARD.md: the training curve and input | restored | target strips.
 
     python scripts/card_figures.py curve --log runs/logs/log.jsonl --output ckpt/curve.png
+    python scripts/card_figures.py curve --log stage1/log.jsonl stage2/log.jsonl \\
+        --start 0 1200 --output ckpt/curve.png
     python scripts/card_figures.py strips --images output/test/images --sets SET_DIRS... \\
         --output ckpt/examples.jpg
 
@@ -31,13 +33,30 @@ from utils.test_dataset import (  # noqa: E402
 )
 
 
-def plot_curve(log: Path, output: Path) -> None:
+def read_stages(logs: list[Path], starts: list[int]) -> list[dict]:
+    """The records of every stage's log.jsonl, their steps shifted to the whole run's count.
+
+    A stage that began with --init_from counts its steps from 0; ``start`` is the step of the
+    earlier stage that it was initialised from, and the earlier stage's records after that
+    step are dropped (they are not in the later stage's history).
+    """
+    records: list[dict] = []
+    for log, start in zip(logs, starts):
+        records = [r for r in records if r["step"] <= start]
+        for line in log.read_text().splitlines():
+            if line.strip():
+                record = json.loads(line)
+                records.append({**record, "step": record["step"] + start})
+    return records
+
+
+def plot_curve(logs: list[Path], starts: list[int], output: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    records = read_stages(logs, starts)
     train = [r for r in records if r["kind"] == "train"]
     val = [r for r in records if r["kind"] == "val" and r["step"] > 0]
     figure, (loss_axis, val_axis) = plt.subplots(1, 2, figsize=(11, 4))
@@ -47,11 +66,14 @@ def plot_curve(log: Path, output: Path) -> None:
     loss_axis.plot(steps, [r["ce"] / 10 for r in train], label="contrastive / 10", lw=0.8)
     loss_axis.set(xlabel="step", ylabel="loss", title="training (mean of --log_every steps)")
     loss_axis.set_ylim(0, 0.6)
-    loss_axis.legend()
     names = sorted({k for r in val for k in r if k.startswith("psnr/")})
     for name in names:
         val_axis.plot([r["step"] for r in val], [r[name] for r in val], marker=".", label=name[5:])
     val_axis.set(xlabel="step", ylabel="PSNR (dB)", title="validation split (held-out train data)")
+    for start in starts[1:]:  # where a later stage took over (--init_from)
+        for axis in (loss_axis, val_axis):
+            axis.axvline(start, color="grey", ls=":", lw=0.8)
+    loss_axis.legend()
     val_axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(output, dpi=90)
@@ -100,7 +122,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
     curve = sub.add_parser("curve")
-    curve.add_argument("--log", type=Path, required=True)
+    curve.add_argument(
+        "--log", type=Path, nargs="+", required=True, help="log.jsonl of each stage, in order"
+    )
+    curve.add_argument(
+        "--start",
+        type=int,
+        nargs="+",
+        help="the step each stage began from (0 for the first; a later stage's --init_from "
+        "checkpoint step); default: 0 each",
+    )
     curve.add_argument("--output", type=Path, required=True)
     strip = sub.add_parser("strips")
     strip.add_argument("--images", type=Path, required=True, help="test.py's OUTPUT/images")
@@ -108,7 +139,10 @@ def main() -> None:
     strip.add_argument("--output", type=Path, required=True)
     args = parser.parse_args()
     if args.what == "curve":
-        plot_curve(args.log, args.output)
+        starts = args.start or [0] * len(args.log)
+        if len(starts) != len(args.log):
+            parser.error("give one --start per --log")
+        plot_curve(args.log, starts, args.output)
     else:
         strips(args.images, args.sets, args.output)
 
