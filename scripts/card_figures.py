@@ -41,7 +41,7 @@ def read_stages(logs: list[Path], starts: list[int]) -> list[dict]:
     step are dropped (they are not in the later stage's history).
     """
     records: list[dict] = []
-    for log, start in zip(logs, starts):
+    for log, start in zip(logs, starts, strict=True):
         records = [r for r in records if r["step"] <= start]
         for line in log.read_text().splitlines():
             if line.strip():
