@@ -161,6 +161,13 @@ def get_parser() -> argparse.ArgumentParser:
         "written then resumes mid-epoch",
     )
     run.add_argument(
+        "--ema_decay",
+        type=float,
+        default=0.0,
+        help="validate and export an exponential moving average of the weights with this "
+        "decay (e.g. 0.999: about the last 1,000 steps); 0: off, as the paper",
+    )
+    run.add_argument(
         "--sync_bn",
         action="store_true",
         help="under torchrun on CUDA, synchronise BatchNorm statistics across processes "
@@ -227,6 +234,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for name in ("epochs_encoder", "num_workers", "val_every", "val_images", "val_crop"):
         if getattr(args, name) < 0:
             parser.error(f"--{name} must not be negative")
+    if not 0.0 <= args.ema_decay < 1.0:
+        parser.error(f"--ema_decay must be in [0, 1) (0: off), got {args.ema_decay}")
     if args.max_steps is not None and args.max_steps <= 0:
         parser.error("--max_steps must be positive")
     if args.amp:

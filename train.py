@@ -59,6 +59,7 @@ from utils.distributed import (
     cleanup_distributed,
     init_distributed,
 )
+from utils.ema import WeightAverage
 from utils.image_io import image_to_tensor, save_image, tensor_to_image
 from utils.metrics import psnr, ssim
 from utils.precision import PRECISIONS, needs_grad_scaler, warn_if_slow_precision
@@ -115,6 +116,7 @@ class Run:
     run_log: RunLog | None  # rank 0 only
     stop: GracefulStop
     last_save: float = field(default_factory=lambda: time.monotonic())  # last resumable save
+    ema: WeightAverage | None = None  # --ema_decay: the weights that are validated and exported
 
 
 @dataclass
@@ -127,6 +129,7 @@ class TrainResult:
     best_psnr: float
     validations: list[dict[str, float]] = field(default_factory=list)
     interrupted: str | None = None  # name of the signal that stopped the run early, if any
+    averaged: AirNet | None = None  # the moving average of the weights (--ema_decay)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -442,12 +445,15 @@ def save_training_state(
     scaler: torch.amp.GradScaler,
     args: argparse.Namespace,
     position: Position,
+    ema: WeightAverage | None = None,
 ) -> None:
     """Everything needed to resume: the model (its MoCo queue and pointer are buffers in it),
-    optimiser, AMP scaler, position (epoch to train, batches done in it, step), RNG states and
-    the resolved arguments."""
+    optimiser, AMP scaler, position (epoch to train, batches done in it, step), RNG states,
+    the resolved arguments and, with --ema_decay, the averaged weights."""
+    extra = {"ema": ema.state_dict()} if ema is not None else {}
     save_checkpoint_atomic(
         {
+            **extra,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(),
@@ -544,6 +550,8 @@ def train_one_epoch(net: nn.Module, run: Run, position: Position) -> bool:
         stats = optimizer_step(
             net, batch, encoder_only, run.optimizer, run.scaler, info, run.device, args.precision
         )
+        if run.ema is not None:
+            run.ema.update(run.model)
         position.step += 1
         position.batch += 1
         if not all(math.isfinite(value) for value in stats.values()):
@@ -584,7 +592,7 @@ def save_resumable(run: Run, position: Position) -> None:
     """Rank 0 writes airnet_last_train.pth (atomically); every process waits for it."""
     if run.info.is_main:
         path = Path(run.args.ckpt_path) / TRAIN_CHECKPOINT
-        save_training_state(path, run.model, run.optimizer, run.scaler, run.args, position)
+        save_training_state(path, run.model, run.optimizer, run.scaler, run.args, position, run.ema)
     barrier(run.info)
     run.last_save = time.monotonic()
 
@@ -620,6 +628,24 @@ def validate_and_log(
     return {"epoch": epoch, "step": position.step, **metrics}
 
 
+def start_weight_average(
+    model: AirNet, decay: float, state: dict[str, torch.Tensor] | None
+) -> WeightAverage | None:
+    """The moving average of --ema_decay: resumed from the checkpoint's, or started from the
+    current weights (a new run, --init_from, or a checkpoint written without it)."""
+    if not decay:
+        if state is not None:
+            logger.warning("--ema_decay 0: the checkpoint's averaged weights are not continued")
+        return None
+    ema = WeightAverage(model, decay)
+    if state is not None:
+        ema.load_state_dict(state)
+        logger.info("EMA of the weights (decay %g) resumed from the checkpoint", decay)
+    else:
+        logger.info("EMA of the weights (decay %g) starts from the current weights", decay)
+    return ema
+
+
 def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> TrainResult:
     if not info.is_main:
         logging.getLogger().setLevel(logging.WARNING)
@@ -652,7 +678,9 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
     scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(args.precision))
 
     position = Position()
+    ema_state = None
     if checkpoint is not None:
+        ema_state = checkpoint.get("ema")
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scaler.load_state_dict(checkpoint["scaler"])
@@ -661,6 +689,7 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
             checkpoint["epoch"], checkpoint["batch"], checkpoint["step"], checkpoint["best_psnr"]
         )
         del checkpoint
+    ema = start_weight_average(model, args.ema_decay, ema_state)
 
     ckpt_path = Path(args.ckpt_path)
     run_log = RunLog(Path(args.log_dir), args) if info.is_main else None
@@ -675,6 +704,7 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
 
     with GracefulStop() as stop:
         run = Run(model, optimizer, scaler, loader, sampler, args, info, device, run_log, stop)
+        run.ema = ema
         validations = train_loop(run, validation_set, position)
     if run_log is not None:
         run_log.close()
@@ -686,7 +716,13 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
             "stopped by %s; continue with --resume %s", stop.requested, ckpt_path / TRAIN_CHECKPOINT
         )
     return TrainResult(
-        model, position.epoch, position.step, position.best_psnr, validations, stop.requested
+        model,
+        position.epoch,
+        position.step,
+        position.best_psnr,
+        validations,
+        stop.requested,
+        ema.model if ema is not None else None,
     )
 
 
@@ -695,6 +731,7 @@ def train_loop(
 ) -> list[dict[str, float]]:
     """Epochs from ``position`` to the end (or --max_steps, or a signal); returns validations."""
     model, args, info = run.model, run.args, run.info
+    exported = run.ema.model if run.ema is not None else model  # validated and exported
     ckpt_path = Path(args.ckpt_path)
     validations = []
     net, net_phase = None, None
@@ -723,19 +760,25 @@ def train_loop(
             if due:
                 validations.append(
                     validate_and_log(
-                        model, validation_set, epoch, position, args, run.device, run.run_log
+                        exported, validation_set, epoch, position, args, run.device, run.run_log
                     )
                 )
             save_training_state(
-                ckpt_path / TRAIN_CHECKPOINT, model, run.optimizer, run.scaler, args, position
+                ckpt_path / TRAIN_CHECKPOINT,
+                model,
+                run.optimizer,
+                run.scaler,
+                args,
+                position,
+                run.ema,
             )
             run.last_save = time.monotonic()
             export_model(
-                model, args, ckpt_path / "airnet_last.pth", epoch=epoch, step=position.step
+                exported, args, ckpt_path / "airnet_last.pth", epoch=epoch, step=position.step
             )
             if epoch_done and (epoch + 1) % args.save_every == 0:
                 export = ckpt_path / f"airnet_epoch_{epoch + 1}.pth"
-                export_model(model, args, export, step=position.step)
+                export_model(exported, args, export, step=position.step)
         barrier(info)
     return validations
 

@@ -236,9 +236,9 @@ def test_mid_epoch_checkpoint_by_time(tmp_path, monkeypatch):
     saved_at = []
     save = train.save_training_state
 
-    def recording(path, model, optimizer, scaler, args, position):
+    def recording(path, model, optimizer, scaler, args, position, *rest):
         saved_at.append(position.step)
-        save(path, model, optimizer, scaler, args, position)
+        save(path, model, optimizer, scaler, args, position, *rest)
 
     monkeypatch.setattr(train, "save_training_state", recording)
     clock = iter(range(0, 10_000, 40))  # each call 40 s later: a 1-minute interval every 2 steps
