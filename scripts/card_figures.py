@@ -38,7 +38,9 @@ def read_stages(logs: list[Path], starts: list[int]) -> list[dict]:
 
     A stage that began with --init_from counts its steps from 0; ``start`` is the step of the
     earlier stage that it was initialised from, and the earlier stage's records after that
-    step are dropped (they are not in the later stage's history).
+    step are dropped (they are not in the later stage's history). Likewise, within a log, a
+    resumed run's record replaces those of its kind that the interrupted attempt wrote at the
+    same or a later step.
     """
     records: list[dict] = []
     for log, start in zip(logs, starts, strict=True):
@@ -46,7 +48,11 @@ def read_stages(logs: list[Path], starts: list[int]) -> list[dict]:
         for line in log.read_text().splitlines():
             if line.strip():
                 record = json.loads(line)
-                records.append({**record, "step": record["step"] + start})
+                record = {**record, "step": record["step"] + start}
+                records = [
+                    r for r in records if r["kind"] != record["kind"] or r["step"] < record["step"]
+                ]
+                records.append(record)
     return records
 
 

@@ -33,3 +33,10 @@ def test_a_later_stage_continues_from_its_start_and_drops_what_it_replaced(tmp_p
     assert [r["step"] for r in card_figures.read_stages([first], [0])] == [100, 200, 300, 400]
     records = card_figures.read_stages([first, second], [0, 400])
     assert [r["step"] for r in records] == [100, 200, 300, 400, 500, 600]
+
+
+def test_a_resumed_attempt_replaces_the_records_it_repeats(tmp_path):
+    card_figures = load_card_figures()
+    log = write_log(tmp_path / "log.jsonl", [10, 20, 30, 20, 30, 40])  # resumed at step 10
+    records = card_figures.read_stages([log], [0])
+    assert [r["step"] for r in records] == [10, 20, 30, 40]
