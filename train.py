@@ -703,8 +703,9 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
     )
 
     with GracefulStop() as stop:
-        run = Run(model, optimizer, scaler, loader, sampler, args, info, device, run_log, stop)
-        run.ema = ema
+        run = Run(
+            model, optimizer, scaler, loader, sampler, args, info, device, run_log, stop, ema=ema
+        )
         validations = train_loop(run, validation_set, position)
     if run_log is not None:
         run_log.close()
