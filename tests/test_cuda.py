@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import torchvision
 
 from net import AirNet, load_airnet
-from net.deform_conv import DCN_IMPLS, DCN_layer, modulated_deform_conv2d
+from net.deform_conv import DCN_IMPLS, DCN_layer, modulated_deform_conv2d, resolve_impl
 from net.dgrn import DGRN
 from option import parse_args
 from tests.airnet_reference import random_official_state_dict, reference_eval
@@ -118,6 +118,12 @@ def test_mixed_precision_eval_is_close_to_fp32(precision: str, impl: str) -> Non
     half = restore_tensor(x, model, precision=precision)
     assert 0 < (half - fp32).abs().max() < 0.05
     assert restore(image, model, precision=precision).shape == image.shape
+
+
+def test_auto_is_triton_on_this_card() -> None:
+    """'auto' takes the Triton DCN on an Ampere-or-newer card (where it was measured faster)."""
+    expected = "triton" if torch.cuda.get_device_capability() >= (8, 0) else "torchvision"
+    assert resolve_impl("auto", torch.device("cuda")) == expected
 
 
 def relative_errors(got: list[torch.Tensor], want: list[torch.Tensor]) -> dict[str, float]:
