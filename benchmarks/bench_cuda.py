@@ -1,7 +1,7 @@
 """Benchmark AirNet on CUDA: DCN layer, model eval and training step, float32 and mixed precision.
 
 Old and new paths are measured in the same run on the same card (its name is printed first):
-"torchvision" is the CUDA path before the Triton DCN (its DCN stays float32 under autocast), "triton" the Triton
+"torchvision" is the CUDA path before the Triton DCN (float32 under autocast), "triton" the
 DCN of net/dcn_triton.py (16-bit columns under autocast). Prints markdown tables:
 - DCN layer 64->64 3x3 + mask per implementation vs conv2d of the same shape and dtype (fp32:
   float32 conv, TF32 off; bf16: bfloat16 cuDNN conv, and the DCN under bf16 autocast), forward
