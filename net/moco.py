@@ -64,10 +64,10 @@ class MoCo(nn.Module):
         with any queue length (a batch larger than K keeps its last K keys).
         """
         keys = keys[-self.queue_size :]
-        ptr = int(self.queue_ptr)
-        cols = (ptr + torch.arange(keys.shape[0], device=keys.device)) % self.queue_size
+        # The pointer stays a tensor: no host-device sync per step, no torch.compile graph break.
+        cols = (self.queue_ptr + torch.arange(keys.shape[0], device=keys.device)) % self.queue_size
         self.queue[:, cols] = keys.T.to(self.queue.dtype)
-        self.queue_ptr[0] = (ptr + keys.shape[0]) % self.queue_size
+        self.queue_ptr.copy_((self.queue_ptr + keys.shape[0]) % self.queue_size)
 
     def forward(self, im_q: torch.Tensor, im_k: torch.Tensor | None = None) -> tuple:
         """Training: (fea, logits (N, 1+K), labels (N,), inter). Eval: (fea, inter)."""
