@@ -1,0 +1,110 @@
+"""Validate model exports on a held-out split, and average the weights of several of them.
+
+    python scripts/average_weights.py validate CKPT... --val_denoise_dir D --val_derain_dir R \\
+        --val_dehaze_dir H [--val_images 0 --val_crop 256]
+    python scripts/average_weights.py average CKPT... --output averaged.pth
+
+``validate`` runs train.py's own validation (same images, crops, seeded noise and metrics as the
+``val`` records of log.jsonl) on each file and prints a markdown row per file, so exports of
+different runs, and averages of them, are compared on equal terms.
+
+``average`` writes the uniform average of the weights of exports of one model size, in the
+format of the first file (Izmailov et al., "Averaging Weights Leads to Wider Optima and Better
+Generalization", UAI 2018: checkpoints of one run late in training, at a low learning rate).
+Floating-point parameters and BatchNorm statistics are averaged; integer buffers (the MoCo queue
+pointer, BatchNorm's batch counter) and the MoCo queue, which only training reads, are the last
+file's. Pick what to ship with ``validate``, never with the test sets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from net import load_airnet  # noqa: E402
+from train import validate  # noqa: E402
+from utils.checkpoint import load_model_state, read_checkpoint, save_checkpoint_atomic  # noqa: E402
+from utils.train_dataset import build_validation_set  # noqa: E402
+
+DE_TYPES = ("denoise_15", "denoise_25", "denoise_50", "derain", "dehaze")
+KEPT_FROM_LAST = ("E.E.queue",)  # read by training only; an average of queues means nothing
+
+
+def average_state_dicts(state_dicts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Uniform average of floating-point tensors; other tensors (and KEPT_FROM_LAST) are the
+    last dict's. All dicts must have the same keys and shapes."""
+    if not state_dicts:
+        raise ValueError("nothing to average")
+    keys = list(state_dicts[-1])
+    for index, state_dict in enumerate(state_dicts):
+        if list(state_dict) != keys:
+            raise ValueError(f"file {index + 1} has other keys than the last file")
+    averaged = {}
+    for key in keys:
+        last = state_dicts[-1][key]
+        if not last.is_floating_point() or key in KEPT_FROM_LAST:
+            averaged[key] = last.clone()
+            continue
+        stacked = torch.stack([state_dict[key].double() for state_dict in state_dicts])
+        averaged[key] = stacked.mean(0).to(last.dtype)
+    return averaged
+
+
+def average_files(paths: list[Path], output: Path) -> None:
+    """Write the average of ``paths`` to ``output`` in the first file's format."""
+    loaded = [load_model_state(path) for path in paths]
+    sizes = {str(kwargs) for _, kwargs in loaded}
+    if len(sizes) > 1:
+        raise ValueError(f"the files hold models of different sizes: {sorted(sizes)}")
+    averaged = average_state_dicts([state_dict for state_dict, _ in loaded])
+    first = read_checkpoint(paths[0])
+    if isinstance(first.get("model"), dict):
+        args = {**(first.get("args") or {}), "averaged": [str(path) for path in paths]}
+        save_checkpoint_atomic({"model": averaged, "args": args}, output)
+    else:
+        save_checkpoint_atomic(averaged, output)
+
+
+def validate_files(paths: list[Path], args: argparse.Namespace) -> None:
+    folders = {
+        "denoise": args.val_denoise_dir,
+        "derain": args.val_derain_dir,
+        "dehaze": args.val_dehaze_dir,
+    }
+    images = build_validation_set(DE_TYPES, folders, args.val_images, args.val_crop)
+    print("| file | " + " | ".join(DE_TYPES) + " | mean |")
+    print("|---|" + "---|" * (len(DE_TYPES) + 1))
+    for path in paths:
+        metrics, _ = validate(load_airnet(path), images, torch.device("cpu"))
+        row = " | ".join(f"{metrics[f'psnr/{t}']:.2f}" for t in DE_TYPES)
+        print(f"| {path} | {row} | {metrics['psnr/mean']:.2f} |", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    val = commands.add_parser("validate", help="PSNR per type on a validation split")
+    val.add_argument("ckpts", nargs="+", type=Path)
+    val.add_argument("--val_denoise_dir", required=True)
+    val.add_argument("--val_derain_dir", required=True)
+    val.add_argument("--val_dehaze_dir", required=True)
+    val.add_argument("--val_images", type=int, default=0, help="images per type (0: all)")
+    val.add_argument("--val_crop", type=int, default=256)
+    avg = commands.add_parser("average", help="uniform average of the weights of exports")
+    avg.add_argument("ckpts", nargs="+", type=Path)
+    avg.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.command == "validate":
+        validate_files(args.ckpts, args)
+    else:
+        average_files(args.ckpts, args.output)
+        print(f"{args.output}: the average of {len(args.ckpts)} files")
+
+
+if __name__ == "__main__":
+    main()

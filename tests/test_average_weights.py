@@ -1,0 +1,78 @@
+"""scripts/average_weights.py: the weight average, its file format, and validation of exports."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from net import AirNet, load_airnet
+from train import export_model
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))
+
+import average_weights  # noqa: E402
+
+SIZE = {"n_feats": 8, "n_groups": 1, "n_blocks": 1, "queue_size": 16}
+
+
+def tiny_export(path: Path, seed: int, **size: int) -> AirNet:
+    torch.manual_seed(seed)
+    kwargs = {**SIZE, **size}
+    model = AirNet(**kwargs)
+    model.E.E.queue_ptr.fill_(seed)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_()
+    export_model(model, argparse.Namespace(**kwargs), path, epoch=seed, step=seed)
+    return model
+
+
+def test_average_of_exports(tmp_path: Path) -> None:
+    models = [tiny_export(tmp_path / f"m{seed}.pth", seed) for seed in (1, 2, 3)]
+    output = tmp_path / "avg.pth"
+    average_weights.main(["average", *(str(tmp_path / f"m{s}.pth") for s in (1, 2, 3)),
+                          "--output", str(output)])  # fmt: skip
+    averaged = load_airnet(output).state_dict()  # loads strictly, with the stored size
+    states = [model.state_dict() for model in models]
+    for key, value in averaged.items():
+        if key in ("E.E.queue", "E.E.queue_ptr") or not value.is_floating_point():
+            assert torch.equal(value, states[-1][key]), key  # the last file's
+        else:
+            mean = sum(state[key].double() for state in states) / 3
+            torch.testing.assert_close(value.double(), mean, rtol=1e-6, atol=1e-7)
+    bn_key = next(key for key in averaged if key.endswith("running_mean"))
+    assert not torch.equal(averaged[bn_key], states[-1][bn_key])  # statistics averaged too
+    stored = torch.load(output, weights_only=True)["args"]
+    assert stored["averaged"] == [str(tmp_path / f"m{s}.pth") for s in (1, 2, 3)]
+
+
+def test_average_refuses_different_sizes(tmp_path: Path) -> None:
+    tiny_export(tmp_path / "a.pth", 1)
+    tiny_export(tmp_path / "b.pth", 2, n_feats=16)
+    with pytest.raises(ValueError, match="different sizes"):
+        average_weights.main(["average", str(tmp_path / "a.pth"), str(tmp_path / "b.pth"),
+                              "--output", str(tmp_path / "c.pth")])  # fmt: skip
+    assert not (tmp_path / "c.pth").exists()
+
+
+def test_validate_prints_a_row_per_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    for seed in (1, 2):
+        tiny_export(tmp_path / f"m{seed}.pth", seed)
+    average_weights.main([
+        "validate", str(tmp_path / "m1.pth"), str(tmp_path / "m2.pth"),
+        "--val_denoise_dir", str(REPO / "data/test/denoise/CBSD68"),
+        "--val_derain_dir", str(REPO / "data/test/derain/Rain100L"),
+        "--val_dehaze_dir", str(REPO / "data/test/dehaze/SOTS_outdoor"),
+        "--val_images", "1", "--val_crop", "32",
+    ])  # fmt: skip
+    rows = [line for line in capsys.readouterr().out.splitlines() if ".pth" in line]
+    assert len(rows) == 2
+    values = [[float(v) for v in row.strip("|").split("|")[1:]] for row in rows]
+    assert all(len(v) == 6 and min(v) > 0 and max(v) < 100 for v in values)
+    assert values[0] != values[1]  # different weights, different scores
+    assert values[0][5] == pytest.approx(sum(values[0][:5]) / 5, abs=0.01)
