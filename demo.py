@@ -36,6 +36,7 @@ from utils.image_files import find_inputs
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image_alpha
 from utils.precision import PRECISIONS, warn_if_slow_precision
 from utils.restore import resolve_device, restore
+from utils.tiling import add_tile_arguments
 
 logger = logging.getLogger("demo")
 
@@ -64,14 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         "weights shipped in ckpt/ (trained by this repository, not the paper's)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument(
-        "--tile",
-        type=int,
-        default=None,
-        help="restore in tiles of this size; unset: whole image, or automatic tiles when "
-        "memory would not suffice",
-    )
-    parser.add_argument("--tile_overlap", type=int, default=32, help="overlap of tiles (pixels)")
+    add_tile_arguments(parser)
     parser.add_argument(
         "--compare", action="store_true", help="also write compare/NAME.png: input | restored"
     )

@@ -31,7 +31,13 @@ from utils.image_files import (
     read_image_alpha,
     save_image,
 )
-from utils.tiling import Box, auto_tile_size, available_memory_bytes, run_tiled
+from utils.tiling import (
+    Box,
+    add_tile_arguments,
+    auto_tile_size,
+    available_memory_bytes,
+    run_tiled,
+)
 
 logger = logging.getLogger("restore_onnx")
 
@@ -52,14 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", type=Path, default=Path("airnet.onnx"), help="ONNX file")
     parser.add_argument("--input", type=Path, required=True, help="an image or a folder")
     parser.add_argument("--output", type=Path, default=Path("output/onnx"), help="result folder")
-    parser.add_argument(
-        "--tile",
-        type=int,
-        default=None,
-        help="restore in tiles of this size; unset: whole image, or automatic tiles when "
-        "memory would not suffice",
-    )
-    parser.add_argument("--tile_overlap", type=int, default=32, help="overlap of tiles (pixels)")
+    add_tile_arguments(parser)
     parser.add_argument(
         "--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: its default)"
     )

@@ -59,6 +59,7 @@ from utils.test_dataset import (
     find_denoise_sets,
     find_derain_sets,
 )
+from utils.tiling import add_tile_arguments
 
 logger = logging.getLogger("test")
 
@@ -135,14 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=0, help="base seed of the test noise")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument(
-        "--tile",
-        type=int,
-        default=None,
-        help="restore in tiles of this size (bounded memory; numbers then differ slightly); "
-        "unset: whole images (tiles only after an out-of-memory error, recorded per image)",
+    add_tile_arguments(
+        parser,
+        "bounded memory, numbers then differ slightly; unset: whole images (tiles only after "
+        "an out-of-memory error, recorded per image)",
     )
-    parser.add_argument("--tile_overlap", type=int, default=32, help="overlap of tiles (pixels)")
     parser.add_argument(
         "--precision",
         default="fp32",

@@ -13,6 +13,7 @@ cgroup's remaining limit when that is smaller).
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,18 @@ Box = tuple[int, int, int, int]
 # ---------------------------------------------------------------------------------------------
 # Memory: how much there is, and the tile that fits
 # ---------------------------------------------------------------------------------------------
+
+
+WHOLE_OR_AUTO = "unset: whole image, or automatic tiles when memory would not suffice"
+
+
+def add_tile_arguments(parser: argparse.ArgumentParser, unset: str = WHOLE_OR_AUTO) -> None:
+    """--tile and --tile_overlap, as demo.py, test.py and restore_onnx.py take them; ``unset``
+    says what the program does without --tile."""
+    parser.add_argument(
+        "--tile", type=int, default=None, help=f"restore in tiles of this size; {unset}"
+    )
+    parser.add_argument("--tile_overlap", type=int, default=32, help="overlap of tiles (pixels)")
 
 
 def _read_int(path: Path) -> int | None:
