@@ -27,6 +27,8 @@ from __future__ import annotations
 import functools
 import importlib.util
 import math
+import os
+import shutil
 from collections.abc import Sequence
 
 import torch
@@ -56,11 +58,17 @@ def resolve_impl(impl: str, device: torch.device) -> str:
 
 @functools.cache
 def _triton_usable(device: torch.device) -> bool:
-    """Triton imports, CUDA is there, and the card has bf16 tensor cores (compute capability
-    8.0 or newer: the kernels were measured on Hopper only)."""
-    if importlib.util.find_spec("triton") is None or not torch.cuda.is_available():
+    """Triton imports, it can build its launcher, CUDA is there, and the card has bf16 tensor
+    cores (compute capability 8.0 or newer: the kernels were measured on Hopper only)."""
+    if importlib.util.find_spec("triton") is None or not c_compiler_found():
         return False
-    return torch.cuda.get_device_capability(device) >= (8, 0)
+    return torch.cuda.is_available() and torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+def c_compiler_found() -> bool:
+    """Triton compiles a small C launcher on first use, with $CC, gcc or clang; without one
+    its first kernel call fails, so "auto" keeps torchvision."""
+    return bool(os.environ.get("CC") or shutil.which("gcc") or shutil.which("clang"))
 
 
 def _autocast_enabled(device_type: str) -> bool:

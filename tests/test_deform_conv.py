@@ -172,6 +172,20 @@ def test_auto_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
         assert resolve_impl("auto", torch.device("cpu")) == "gather"
 
 
+def test_c_compiler_for_triton(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No C compiler: Triton cannot build its launcher, so "auto" must not pick it."""
+    import net.deform_conv as deform_conv
+
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr(deform_conv.shutil, "which", lambda name: None)
+    assert not deform_conv.c_compiler_found()
+    monkeypatch.setattr(deform_conv.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert deform_conv.c_compiler_found()
+    monkeypatch.setattr(deform_conv.shutil, "which", lambda name: None)
+    monkeypatch.setenv("CC", "/opt/cc")
+    assert deform_conv.c_compiler_found()
+
+
 def test_auto_and_unknown_impl() -> None:
     assert resolve_impl("auto", torch.device("cpu")) == "gather"
     with pytest.raises(ValueError, match="unknown DCN implementation"):
