@@ -11,8 +11,9 @@ Implementations (all exact, all tested against one reference):
 - ``"gather"``: pure PyTorch, fast on CPU; see ``net/dcn_gather.py``.
 - ``"grid_sample"``: pure PyTorch with ``F.grid_sample``; simple, kept as a baseline.
 - ``"triton"``: Triton kernels for CUDA, sampling fused into the GEMM; see ``net/dcn_triton.py``.
-- ``"auto"``: ``"triton"`` on CUDA where Triton imports and the card is Ampere or newer, else
-  ``"torchvision"``; ``"gather"`` elsewhere (benchmarks/bench_cuda.py, benchmarks/bench_dcn.py).
+- ``"auto"``: ``"triton"`` on CUDA where Triton imports, a C compiler is found and the card is
+  Ampere or newer, else ``"torchvision"``; ``"gather"`` elsewhere (benchmarks/bench_cuda.py,
+  benchmarks/bench_dcn.py).
 
 Under mixed precision (``torch.autocast``) every implementation but ``"triton"`` computes in
 float32, as torchvision's own autocast rule for ``deform_conv2d`` does: sampling positions in
