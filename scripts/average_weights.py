@@ -27,11 +27,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from net import load_airnet  # noqa: E402
+from option import DE_TYPES  # noqa: E402
 from train import validate  # noqa: E402
 from utils.checkpoint import load_model_state, read_checkpoint, save_checkpoint_atomic  # noqa: E402
 from utils.train_dataset import build_validation_set  # noqa: E402
 
-DE_TYPES = ("denoise_15", "denoise_25", "denoise_50", "derain", "dehaze")
 KEPT_FROM_LAST = ("E.E.queue",)  # read by training only; an average of queues means nothing
 
 
