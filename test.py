@@ -51,7 +51,7 @@ from utils.image_io import ImageReadError, image_to_tensor, read_image, save_ima
 from utils.metrics import psnr, ssim
 from utils.precision import PRECISIONS, warn_if_slow_precision
 from utils.restore import resolve_device, restore_tensor
-from utils.test_dataset import (
+from utils.eval_dataset import (
     ImagePair,
     ImageSet,
     LayoutError,

@@ -28,7 +28,7 @@ from utils.degradations import add_gaussian_noise, crop_to_multiple, noise_rng  
 from utils.image_io import read_image  # noqa: E402
 from utils.metrics import psnr, ssim  # noqa: E402
 from utils.synthetic import box_blur  # noqa: E402
-from utils.test_dataset import find_dehaze_sets, find_denoise_sets  # noqa: E402
+from utils.eval_dataset import find_dehaze_sets, find_denoise_sets  # noqa: E402
 
 
 def cbm3d(noisy: np.ndarray, sigma: float) -> np.ndarray:

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from utils.degradations import add_gaussian_noise, crop_to_multiple, noise_rng  # noqa: E402
 from utils.image_io import read_image  # noqa: E402
-from utils.test_dataset import (  # noqa: E402
+from utils.eval_dataset import (  # noqa: E402
     find_dehaze_sets,
     find_denoise_sets,
     find_derain_sets,

@@ -19,7 +19,7 @@ from utils import checkpoint
 from utils import restore as restore_module
 from utils.degradations import add_gaussian_noise, crop_to_multiple
 from utils.metrics import psnr
-from utils.test_dataset import find_dehaze_sets, find_denoise_sets, find_derain_sets
+from utils.eval_dataset import find_dehaze_sets, find_denoise_sets, find_derain_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 

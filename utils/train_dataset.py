@@ -45,7 +45,7 @@ from utils.image_io import (
     read_image,
 )
 from utils.synthetic import add_rain_streaks, random_haze
-from utils.test_dataset import find_dehaze_sets, find_denoise_sets, find_derain_sets
+from utils.eval_dataset import find_dehaze_sets, find_denoise_sets, find_derain_sets
 
 logger = logging.getLogger(__name__)
 
