@@ -47,10 +47,6 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from net import load_airnet
 from utils.checkpoint import default_checkpoint
 from utils.degradations import add_gaussian_noise, crop_to_multiple, noise_rng
-from utils.image_io import ImageReadError, image_to_tensor, read_image, save_image, tensor_to_image
-from utils.metrics import psnr, ssim
-from utils.precision import PRECISIONS, warn_if_slow_precision
-from utils.restore import resolve_device, restore_tensor
 from utils.eval_dataset import (
     ImagePair,
     ImageSet,
@@ -59,6 +55,10 @@ from utils.eval_dataset import (
     find_denoise_sets,
     find_derain_sets,
 )
+from utils.image_io import ImageReadError, image_to_tensor, read_image, save_image, tensor_to_image
+from utils.metrics import psnr, ssim
+from utils.precision import PRECISIONS, warn_if_slow_precision
+from utils.restore import resolve_device, restore_tensor
 from utils.tiling import add_tile_arguments
 
 logger = logging.getLogger("test")

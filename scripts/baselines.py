@@ -25,10 +25,10 @@ from scipy.ndimage import minimum_filter
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from utils.degradations import add_gaussian_noise, crop_to_multiple, noise_rng  # noqa: E402
+from utils.eval_dataset import find_dehaze_sets, find_denoise_sets  # noqa: E402
 from utils.image_io import read_image  # noqa: E402
 from utils.metrics import psnr, ssim  # noqa: E402
 from utils.synthetic import box_blur  # noqa: E402
-from utils.eval_dataset import find_dehaze_sets, find_denoise_sets  # noqa: E402
 
 
 def cbm3d(noisy: np.ndarray, sigma: float) -> np.ndarray:

@@ -25,12 +25,12 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from utils.degradations import add_gaussian_noise, crop_to_multiple, noise_rng  # noqa: E402
-from utils.image_io import read_image  # noqa: E402
 from utils.eval_dataset import (  # noqa: E402
     find_dehaze_sets,
     find_denoise_sets,
     find_derain_sets,
 )
+from utils.image_io import read_image  # noqa: E402
 
 
 def read_stages(logs: list[Path], starts: list[int]) -> list[dict]:

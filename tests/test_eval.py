@@ -18,8 +18,8 @@ from net import AirNet
 from utils import checkpoint
 from utils import restore as restore_module
 from utils.degradations import add_gaussian_noise, crop_to_multiple
-from utils.metrics import psnr
 from utils.eval_dataset import find_dehaze_sets, find_denoise_sets, find_derain_sets
+from utils.metrics import psnr
 
 ROOT = Path(__file__).resolve().parents[1]
 
