@@ -12,6 +12,9 @@ import argparse
 from collections.abc import Sequence
 
 DE_TYPES = ("denoise_15", "denoise_25", "denoise_50", "derain", "dehaze")
+# Choices beyond the paper's five (the default stays DE_TYPES): "clean", photos of --denoise_dir
+# given as their own target.
+TYPE_CHOICES = (*DE_TYPES, "clean")
 PATCHES_PER_TYPE_PER_EPOCH = 400  # the official epoch: 400 * len(de_type) samples
 DEFAULT_DIRS = {"derain": "data/train/derain/", "dehaze": "data/train/dehaze/"}
 
@@ -34,10 +37,12 @@ def get_parser() -> argparse.ArgumentParser:
     recipe.add_argument(
         "--de_type",
         nargs="+",
-        choices=DE_TYPES,
+        choices=TYPE_CHOICES,
         default=list(DE_TYPES),
         metavar="TYPE",
-        help=f"degradations to train on, one or more of {{{', '.join(DE_TYPES)}}}",
+        help=f"degradations to train on, one or more of {{{', '.join(TYPE_CHOICES)}}}; clean: "
+        "photos of --denoise_dir as their own target, validated on --val_denoise_dir (PSNR of "
+        "output vs input and brightness change), not part of psnr/mean",
     )
     recipe.add_argument("--patch_size", type=int, default=128, help="side of the training crops")
     recipe.add_argument("--num_workers", type=int, default=16, help="data-loader worker processes")
@@ -168,6 +173,20 @@ def get_parser() -> argparse.ArgumentParser:
         "decay (e.g. 0.999: about the last 1,000 steps); 0: off, as the paper",
     )
     run.add_argument(
+        "--loss_weighting",
+        choices=("none", "tur"),
+        default="none",
+        help="restoration loss: none = L1 as the paper; tur = each type's L1 weighted by a "
+        "learned uncertainty (Wu et al., AAAI 2025; utils/task_loss.py), training only",
+    )
+    run.add_argument(
+        "--tur_floor",
+        type=float,
+        default=0.01,
+        help="with --loss_weighting tur: lower bound of a type's mean uncertainty, so a type "
+        "with L1 near 0 (clean) gets a weight of at most 1/floor",
+    )
+    run.add_argument(
         "--sync_bn",
         action="store_true",
         help="under torchrun on CUDA, synchronise BatchNorm statistics across processes "
@@ -236,6 +255,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name} must not be negative")
     if not 0.0 <= args.ema_decay < 1.0:
         parser.error(f"--ema_decay must be in [0, 1) (0: off), got {args.ema_decay}")
+    if args.tur_floor <= 0:
+        parser.error(f"--tur_floor must be positive, got {args.tur_floor}")
     if args.max_steps is not None and args.max_steps <= 0:
         parser.error("--max_steps must be positive")
     if args.amp:

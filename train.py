@@ -60,10 +60,15 @@ from utils.distributed import (
     init_distributed,
 )
 from utils.ema import WeightAverage
-from utils.image_io import image_to_tensor, save_image, tensor_to_image
-from utils.metrics import psnr, ssim
+from utils.image_io import save_image
 from utils.precision import PRECISIONS, needs_grad_scaler, warn_if_slow_precision
 from utils.stop import GracefulStop
+from utils.task_loss import (
+    RestorerWithUncertainty,
+    UncertaintyHead,
+    per_type_l1,
+    uncertainty_weighted_l1,
+)
 from utils.train_dataset import (
     BalancedBatchSampler,
     TrainDataset,
@@ -72,6 +77,7 @@ from utils.train_dataset import (
     build_validation_set,
     seed_worker,
 )
+from utils.validation import is_better_export, validate
 
 logger = logging.getLogger("train")
 
@@ -80,7 +86,7 @@ CONTRAST_WEIGHT = 0.1  # phase 2: L1 + 0.1 * contrastive loss
 PAPER_SIZE = {"n_feats": 64, "n_groups": 5, "n_blocks": 5}
 # A resumed run takes these from its checkpoint: they fix the model and the data stream.
 RESUME_KEYS = ("de_type", "batch_size", "epoch_size", "patch_size", "seed", "queue_size")
-RESUME_KEYS += ("synthetic",)
+RESUME_KEYS += ("synthetic", "loss_weighting", "tur_floor")
 RESUME_KEYS += MODEL_KWARGS
 
 
@@ -99,6 +105,7 @@ class Position:
     batch: int = 0
     step: int = 0
     best_psnr: float = -math.inf
+    best_qualifies: bool = False  # whether airnet_best.pth passed the shipping rule
 
 
 @dataclass
@@ -117,6 +124,7 @@ class Run:
     stop: GracefulStop
     last_save: float = field(default_factory=lambda: time.monotonic())  # last resumable save
     ema: WeightAverage | None = None  # --ema_decay: the weights that are validated and exported
+    head: UncertaintyHead | None = None  # --loss_weighting tur: training only, never exported
 
 
 @dataclass
@@ -317,17 +325,25 @@ def load_validation_set(args: argparse.Namespace) -> list[ValidationImage]:
 
 
 def wrap_for_phase(
-    model: AirNet, encoder_only: bool, info: DistInfo, device: torch.device
+    model: AirNet,
+    encoder_only: bool,
+    info: DistInfo,
+    device: torch.device,
+    head: UncertaintyHead | None = None,
 ) -> nn.Module:
-    """The module a training step calls: the encoder in phase 1, the whole model in phase 2,
-    under DistributedDataParallel when there are several processes.
+    """The module a training step calls: the encoder in phase 1, the whole model in phase 2
+    (with the uncertainty head of --loss_weighting tur, so that DDP keeps the head the same
+    on every process), under DistributedDataParallel when there are several processes.
 
     Wrapping only what the phase trains keeps DDP from waiting for gradients of DGRN in
     phase 1 (no ``find_unused_parameters`` needed). BatchNorm statistics stay per process
     (each process sees one patch per type, as one official GPU does) unless --sync_bn; DDP
     broadcasts rank 0's running statistics and MoCo queue at every forward.
     """
-    module = model.E if encoder_only else model
+    if encoder_only:
+        module = model.E
+    else:
+        module = model if head is None else RestorerWithUncertainty(model, head)
     if not info.distributed:
         return module
     device_ids = [device.index] if device.type == "cuda" else None
@@ -340,9 +356,21 @@ def wrap_for_phase(
 
 
 def compute_losses(
-    net: nn.Module, batch: dict[str, torch.Tensor], encoder_only: bool, device: torch.device
+    net: nn.Module,
+    batch: dict[str, torch.Tensor],
+    encoder_only: bool,
+    device: torch.device,
+    type_names: list[str] | None = None,
+    tur_floor: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Forward one batch; returns (loss, detached stats: loss, l1, ce, contrast_acc)."""
+    """Forward one batch; returns (loss, detached stats: loss, l1, ce, contrast_acc and, in
+    phase 2 when ``type_names`` are given, each type's own ``l1/TYPE`` and, with the
+    uncertainty head (``net`` returns u), its ``u/TYPE``).
+
+    The restoration loss is L1 (the paper) or, when ``net`` returns per-pixel scales u
+    (--loss_weighting tur), the task-balanced loss of utils/task_loss.py floored at
+    ``tur_floor``; phase 2 adds 0.1 * contrastive either way.
+    """
     degraded_1 = batch["degraded_1"].to(device, non_blocking=True)  # (B, 3, P, P) query
     degraded_2 = batch["degraded_2"].to(device, non_blocking=True)  # (B, 3, P, P) key
     if encoder_only:
@@ -351,51 +379,32 @@ def compute_losses(
         l1 = torch.zeros((), device=device)
         loss = ce
     else:
-        restored, logits, labels = net(degraded_1, degraded_2)  # (B, 3, P, P), (B, 1+K), (B,)
+        # (B, 3, P, P), (B, 1+K), (B,) and, with the uncertainty head, u (B, 1, P, P)
+        restored, logits, labels, *uncertainty = net(degraded_1, degraded_2)
         clean_1 = batch["clean_1"].to(device, non_blocking=True)
         ce = F.cross_entropy(logits, labels)
         l1 = F.l1_loss(restored.float(), clean_1)
-        loss = l1 + CONTRAST_WEIGHT * ce
+        if uncertainty:
+            restoration, per_type = uncertainty_weighted_l1(
+                restored, clean_1, uncertainty[0], batch["de_type"], type_names, tur_floor
+            )
+        else:
+            restoration = l1
+            per_type = {}
+            if type_names is not None:
+                per_type = per_type_l1(restored, clean_1, batch["de_type"], type_names)
+        loss = restoration + CONTRAST_WEIGHT * ce
     # Top-1 contrastive accuracy: how often the positive key (index 0) scores highest.
     accuracy = (logits.argmax(dim=1) == labels).float().mean()
     stats = {"loss": loss, "l1": l1, "ce": ce, "contrast_acc": accuracy}
+    if not encoder_only:
+        stats.update(per_type)
     return loss, {name: value.detach().float() for name, value in stats.items()}
 
 
 # ---------------------------------------------------------------------------------------------
 # Validation
 # ---------------------------------------------------------------------------------------------
-
-
-@torch.inference_mode()
-def validate(
-    model: AirNet, images: list[ValidationImage], device: torch.device
-) -> tuple[dict[str, float], dict[str, list[np.ndarray]]]:
-    """PSNR/SSIM per degradation type with test.py's metrics (RGB in [0, 1], clipped).
-
-    Returns (metrics "psnr/TYPE", "ssim/TYPE", "psnr/mean", and "input_psnr/TYPE", the
-    degraded input's own PSNR, so a log shows whether the model helps; restored uint8 images
-    per type).
-    """
-    model.eval()
-    scores: dict[str, list[tuple[float, float]]] = {}
-    restored_images: dict[str, list[np.ndarray]] = {}
-    for image in images:
-        x = image_to_tensor(image.degraded).to(device)  # (1, 3, H, W)
-        restored = model(x).float().cpu()  # (1, 3, H, W), unclamped
-        array = restored[0].permute(1, 2, 0).numpy()  # (H, W, 3); the metrics clip it
-        scores.setdefault(image.de_type, []).append(
-            (psnr(array, image.clean), ssim(array, image.clean), psnr(image.degraded, image.clean))
-        )
-        restored_images.setdefault(image.de_type, []).append(tensor_to_image(restored))
-    model.train()
-    results = {}
-    for de_type, values in scores.items():
-        results[f"psnr/{de_type}"] = float(np.mean([value[0] for value in values]))
-        results[f"ssim/{de_type}"] = float(np.mean([value[1] for value in values]))
-        results[f"input_psnr/{de_type}"] = float(np.mean([value[2] for value in values]))
-    results["psnr/mean"] = float(np.mean([results[f"psnr/{t}"] for t in scores]))
-    return results, restored_images
 
 
 def log_validation(
@@ -429,13 +438,32 @@ def export_model(model: AirNet, args: argparse.Namespace, path: Path, **info: An
     A model of the paper's size is saved as a flat state dict, the format of the official
     files (so the official code loads it too); the official format cannot say what size a
     smaller model has, so other sizes are saved as ``{"model": state_dict, "args": size}``.
-    ``info`` (epoch, step) goes into "args" of the latter only.
+    ``info`` (epoch, step, qualifies) and the trained ``de_type`` list go into "args" of the
+    latter only. Weights that are not all finite are not written (the file on disk stays the
+    last good one), with a warning.
     """
+    if not weights_finite(model):
+        logger.warning("%s not written: the weights are not finite", path)
+        return
     state_dict = model.state_dict()
     if model_kwargs(args) == PAPER_SIZE:
         save_checkpoint_atomic(state_dict, path)
     else:
-        save_checkpoint_atomic({"model": state_dict, "args": {**model_kwargs(args), **info}}, path)
+        stored = {**model_kwargs(args), **info}
+        if getattr(args, "de_type", None) is not None:  # decision 5: the trained types
+            stored["de_type"] = list(args.de_type)
+        save_checkpoint_atomic({"model": state_dict, "args": stored}, path)
+
+
+def weights_finite(*modules: nn.Module | None) -> bool:
+    """True when every floating-point parameter and buffer of ``modules`` is finite."""
+    return all(
+        bool(torch.isfinite(tensor).all())
+        for module in modules
+        if module is not None
+        for tensor in module.state_dict().values()
+        if tensor.is_floating_point()
+    )
 
 
 def save_training_state(
@@ -446,11 +474,19 @@ def save_training_state(
     args: argparse.Namespace,
     position: Position,
     ema: WeightAverage | None = None,
+    head: UncertaintyHead | None = None,
 ) -> None:
     """Everything needed to resume: the model (its MoCo queue and pointer are buffers in it),
     optimiser, AMP scaler, position (epoch to train, batches done in it, step), RNG states,
-    the resolved arguments and, with --ema_decay, the averaged weights."""
+    the resolved arguments and, with --ema_decay, the averaged weights, with --loss_weighting
+    tur the uncertainty head. Not written when a weight is not finite, so the file on disk is
+    always the last good one."""
+    if not weights_finite(model, head, ema.model if ema is not None else None):
+        logger.warning("%s not written: the weights are not finite", path)
+        return
     extra = {"ema": ema.state_dict()} if ema is not None else {}
+    if head is not None:
+        extra["loss_head"] = head.state_dict()
     save_checkpoint_atomic(
         {
             **extra,
@@ -461,6 +497,7 @@ def save_training_state(
             "batch": position.batch,
             "step": position.step,
             "best_psnr": position.best_psnr,
+            "best_qualifies": position.best_qualifies,
             "rng": rng_states(),
             "args": vars(args),
         },
@@ -478,9 +515,14 @@ class RunLog:
         self.jsonl = (log_dir / "log.jsonl").open("a")
         self.start = time.time()
 
-    def write(self, kind: str, step: int, epoch: int, values: dict[str, float]) -> None:
+    def write(
+        self, kind: str, step: int, epoch: int, values: dict[str, float | bool | None]
+    ) -> None:
+        """One record: every number to TensorBoard (booleans as 0/1; None, a value that does
+        not exist such as a clean photo's input PSNR, only to log.jsonl as null)."""
         for name, value in values.items():
-            self.writer.add_scalar(f"{kind}/{name}", value, step)
+            if value is not None:
+                self.writer.add_scalar(f"{kind}/{name}", float(value), step)
         record = {"kind": kind, "step": step, "epoch": epoch, **values}
         record["wall_s"] = round(time.time() - self.start, 2)
         self.jsonl.write(json.dumps(record) + "\n")
@@ -523,11 +565,14 @@ def optimizer_step(
     info: DistInfo,
     device: torch.device,
     precision: str,
+    type_names: list[str] | None = None,
+    tur_floor: float | None = None,
 ) -> dict[str, float]:
-    """One step; returns the losses and accuracy averaged over the processes."""
+    """One step; returns the losses and accuracy averaged over the processes (per-type
+    numbers as ``compute_losses`` gives them)."""
     dtype = PRECISIONS[precision]
     with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-        loss, stats = compute_losses(net, batch, encoder_only, device)
+        loss, stats = compute_losses(net, batch, encoder_only, device, type_names, tur_floor)
     values = all_reduce_mean(torch.stack(list(stats.values())), info).tolist()
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
@@ -548,7 +593,16 @@ def train_one_epoch(net: nn.Module, run: Run, position: Position) -> bool:
     window: dict[str, list[float]] = {}
     for batch in progress:
         stats = optimizer_step(
-            net, batch, encoder_only, run.optimizer, run.scaler, info, run.device, args.precision
+            net,
+            batch,
+            encoder_only,
+            run.optimizer,
+            run.scaler,
+            info,
+            run.device,
+            args.precision,
+            list(args.de_type),
+            args.tur_floor,
         )
         if run.ema is not None:
             run.ema.update(run.model)
@@ -592,7 +646,9 @@ def save_resumable(run: Run, position: Position) -> None:
     """Rank 0 writes airnet_last_train.pth (atomically); every process waits for it."""
     if run.info.is_main:
         path = Path(run.args.ckpt_path) / TRAIN_CHECKPOINT
-        save_training_state(path, run.model, run.optimizer, run.scaler, run.args, position, run.ema)
+        save_training_state(
+            path, run.model, run.optimizer, run.scaler, run.args, position, run.ema, run.head
+        )
     barrier(run.info)
     run.last_save = time.monotonic()
 
@@ -615,16 +671,30 @@ def validate_and_log(
     device: torch.device,
     run_log: RunLog,
 ) -> dict[str, float]:
-    """Validate, log the numbers and sample images, export the model if it is the best yet."""
+    """Validate, log the numbers and sample images, and export airnet_best.pth when the
+    model is the best yet: the best ``psnr/mean`` among exports that pass the shipping rule
+    (utils/validation.py), or, before any passes, the best mean (its file says
+    ``"qualifies": false``)."""
     metrics, restored = validate(model, validation_set, device)
     run_log.write("val", position.step, epoch, metrics)
     log_validation(run_log.writer, Path(args.output_path), validation_set, restored, position.step)
-    summary = " ".join(f"{name}={value:.3f}" for name, value in metrics.items())
+    summary = " ".join(
+        f"{name}={value:.3f}" if isinstance(value, float) else f"{name}={value}"
+        for name, value in metrics.items()
+    )
     logger.info("epoch %d step %d: %s", epoch, position.step, summary)
-    if metrics["psnr/mean"] > position.best_psnr:
-        position.best_psnr = metrics["psnr/mean"]
+    if is_better_export(metrics, position.best_psnr, position.best_qualifies):
+        position.best_psnr = float(metrics["psnr/mean"])
+        position.best_qualifies = bool(metrics["qualifies"])
         best = Path(args.ckpt_path) / "airnet_best.pth"
-        export_model(model, args, best, epoch=epoch, step=position.step)
+        export_model(
+            model,
+            args,
+            best,
+            epoch=epoch,
+            step=position.step,
+            qualifies=position.best_qualifies,
+        )
     return {"epoch": epoch, "step": position.step, **metrics}
 
 
@@ -674,7 +744,11 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
         load_init_weights(model, init_state, args.init_from)
         del init_state
     model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    head = None
+    if args.loss_weighting == "tur":
+        head = UncertaintyHead(args.n_feats).to(device).train()
+    parameters = list(model.parameters()) + (list(head.parameters()) if head else [])
+    optimizer = torch.optim.Adam(parameters, lr=args.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(args.precision))
 
     position = Position()
@@ -682,11 +756,17 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
     if checkpoint is not None:
         ema_state = checkpoint.get("ema")
         model.load_state_dict(checkpoint["model"])
+        if head is not None:
+            head.load_state_dict(checkpoint["loss_head"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scaler.load_state_dict(checkpoint["scaler"])
         set_rng_states(checkpoint["rng"])
         position = Position(
-            checkpoint["epoch"], checkpoint["batch"], checkpoint["step"], checkpoint["best_psnr"]
+            checkpoint["epoch"],
+            checkpoint["batch"],
+            checkpoint["step"],
+            checkpoint["best_psnr"],
+            checkpoint.get("best_qualifies", False),  # older checkpoints: the rule is unknown
         )
         del checkpoint
     ema = start_weight_average(model, args.ema_decay, ema_state)
@@ -704,7 +784,18 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
 
     with GracefulStop() as stop:
         run = Run(
-            model, optimizer, scaler, loader, sampler, args, info, device, run_log, stop, ema=ema
+            model,
+            optimizer,
+            scaler,
+            loader,
+            sampler,
+            args,
+            info,
+            device,
+            run_log,
+            stop,
+            ema=ema,
+            head=head,
         )
         validations = train_loop(run, validation_set, position)
     if run_log is not None:
@@ -745,7 +836,8 @@ def train_loop(
         if net_phase != encoder_only:
             net = None
             gc.collect()  # the old DDP wrapper's gradient hooks go with it
-            net, net_phase = wrap_for_phase(model, encoder_only, info, run.device), encoder_only
+            net = wrap_for_phase(model, encoder_only, info, run.device, run.head)
+            net_phase = encoder_only
         run.sampler.set_epoch(epoch, position.batch)
         stopped = train_one_epoch(net, run, position)
         epoch_done = position.batch >= run.sampler.batches_per_epoch()
@@ -772,6 +864,7 @@ def train_loop(
                 args,
                 position,
                 run.ema,
+                run.head,
             )
             run.last_save = time.monotonic()
             export_model(

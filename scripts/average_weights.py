@@ -1,12 +1,14 @@
 """Validate model exports on a held-out split, and average the weights of several of them.
 
     python scripts/average_weights.py validate CKPT... --val_denoise_dir D --val_derain_dir R \\
-        --val_dehaze_dir H [--val_images 0 --val_crop 256]
+        --val_dehaze_dir H [--val_images 0 --val_crop 256] [--clean]
     python scripts/average_weights.py average CKPT... --output averaged.pth
 
-``validate`` runs train.py's own validation (same images, crops, seeded noise and metrics as the
-``val`` records of log.jsonl) on each file and prints a markdown row per file, so exports of
-different runs, and averages of them, are compared on equal terms.
+``validate`` runs train.py's own validation (utils/validation.py: same images, crops, seeded
+noise and metrics as the ``val`` records of log.jsonl) on each file and prints a markdown row per
+file with the shipping rule's verdict (every type above its input; clean photos, when
+``--clean`` is given, kept within 30 dB and 3 grey levels), so exports of different runs, and
+averages of them, are compared on equal terms.
 
 ``average`` writes the uniform average of the weights of exports of one model size, in the
 format of the first file (Izmailov et al., "Averaging Weights Leads to Wider Optima and Better
@@ -28,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from net import load_airnet  # noqa: E402
 from option import DE_TYPES  # noqa: E402
-from train import validate  # noqa: E402
 from utils.checkpoint import load_model_state, read_checkpoint, save_checkpoint_atomic  # noqa: E402
-from utils.train_dataset import build_validation_set  # noqa: E402
+from utils.train_dataset import CLEAN, build_validation_set  # noqa: E402
+from utils.validation import validate  # noqa: E402
 
 KEPT_FROM_LAST = ("E.E.queue",)  # read by training only; an average of queues means nothing
 
@@ -76,13 +78,19 @@ def validate_files(paths: list[Path], args: argparse.Namespace) -> None:
         "derain": args.val_derain_dir,
         "dehaze": args.val_dehaze_dir,
     }
-    images = build_validation_set(DE_TYPES, folders, args.val_images, args.val_crop)
-    print("| file | " + " | ".join(DE_TYPES) + " | mean |")
-    print("|---|" + "---|" * (len(DE_TYPES) + 1))
+    types = [*DE_TYPES, CLEAN] if args.clean else list(DE_TYPES)
+    images = build_validation_set(types, folders, args.val_images, args.val_crop)
+    header = " | ".join(DE_TYPES) + (" | clean (dB / grey levels)" if args.clean else "")
+    print(f"| file | {header} | mean | qualifies |")
+    print("|---|" + "---|" * (len(types) + 2))
     for path in paths:
         metrics, _ = validate(load_airnet(path), images, torch.device("cpu"))
-        row = " | ".join(f"{metrics[f'psnr/{t}']:.2f}" for t in DE_TYPES)
-        print(f"| {path} | {row} | {metrics['psnr/mean']:.2f} |", flush=True)
+        cells = [f"{metrics[f'psnr/{t}']:.2f}" for t in DE_TYPES]
+        if args.clean:
+            cells.append(f"{metrics['psnr/clean']:.2f} / {metrics['brightness/clean']:.1f}")
+        verdict = "yes" if metrics["qualifies"] else "no"
+        row = " | ".join(cells)
+        print(f"| {path} | {row} | {metrics['psnr/mean']:.2f} | {verdict} |", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -95,6 +103,11 @@ def main(argv: list[str] | None = None) -> None:
     val.add_argument("--val_dehaze_dir", required=True)
     val.add_argument("--val_images", type=int, default=0, help="images per type (0: all)")
     val.add_argument("--val_crop", type=int, default=256)
+    val.add_argument(
+        "--clean",
+        action="store_true",
+        help="also validate the clean photos of --val_denoise_dir given as their own input",
+    )
     avg = commands.add_parser("average", help="uniform average of the weights of exports")
     avg.add_argument("ckpts", nargs="+", type=Path)
     avg.add_argument("--output", type=Path, required=True)

@@ -72,7 +72,28 @@ def test_validate_prints_a_row_per_file(tmp_path: Path, capsys: pytest.CaptureFi
     ])  # fmt: skip
     rows = [line for line in capsys.readouterr().out.splitlines() if ".pth" in line]
     assert len(rows) == 2
-    values = [[float(v) for v in row.strip("|").split("|")[1:]] for row in rows]
+    verdicts = [row.strip("|").split("|")[-1].strip() for row in rows]
+    assert verdicts == ["no", "no"]  # untrained weights do not beat the rainy input
+    values = [[float(v) for v in row.strip("|").split("|")[1:-1]] for row in rows]
     assert all(len(v) == 6 and min(v) > 0 and max(v) < 100 for v in values)
     assert values[0] != values[1]  # different weights, different scores
     assert values[0][5] == pytest.approx(sum(values[0][:5]) / 5, abs=0.01)
+
+
+def test_validate_with_clean_photos_prints_the_clean_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    tiny_export(tmp_path / "m1.pth", 1)
+    average_weights.main([
+        "validate", str(tmp_path / "m1.pth"), "--clean",
+        "--val_denoise_dir", str(REPO / "data/test/denoise/CBSD68"),
+        "--val_derain_dir", str(REPO / "data/test/derain/Rain100L"),
+        "--val_dehaze_dir", str(REPO / "data/test/dehaze/SOTS_outdoor"),
+        "--val_images", "1", "--val_crop", "32",
+    ])  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert "clean (dB / grey levels)" in lines[0] and lines[0].rstrip().endswith("qualifies |")
+    cells = [cell.strip() for cell in lines[2].strip("|").split("|")]
+    psnr_clean, brightness = (float(part) for part in cells[6].split("/"))
+    assert psnr_clean > 0 and brightness >= 0
+    assert cells[-1] == "no"

@@ -37,6 +37,7 @@ from utils.degradations import (
     parse_haze_name,
     random_dihedral,
 )
+from utils.eval_dataset import find_dehaze_sets, find_denoise_sets, find_derain_sets
 from utils.image_io import (
     IMAGE_EXTENSIONS,
     ImageReadError,
@@ -45,11 +46,13 @@ from utils.image_io import (
     read_image,
 )
 from utils.synthetic import add_rain_streaks, random_haze
-from utils.eval_dataset import find_dehaze_sets, find_denoise_sets, find_derain_sets
 
 logger = logging.getLogger(__name__)
 
 NOISE_SIGMA = {"denoise_15": 15, "denoise_25": 25, "denoise_50": 50}
+# "clean": a photo of --denoise_dir given as its own target, so the encoder learns "nothing to
+# remove" and the restorer to leave such a photo alone (not in the paper; off by default).
+CLEAN = "clean"
 SYNTHESIS = {"derain": add_rain_streaks, "dehaze": random_haze}  # clean, rng -> degraded
 DERAIN_LIST = Path("rainy/rainTrain.txt")  # official list files, relative to --data_file_dir
 DEHAZE_LIST = Path("hazy/hazy_outside.txt")
@@ -213,7 +216,7 @@ def build_sources(
     sources = []
     for de_type in de_types:
         real_dir = {"derain": derain_dir, "dehaze": dehaze_dir}.get(de_type)
-        if de_type in NOISE_SIGMA:
+        if de_type in NOISE_SIGMA or de_type == CLEAN:
             source = Source(de_type, _clean_images(denoise_dir, de_type))
         elif de_type in SYNTHESIS and real_dir is None and de_type in synthetic:
             source = Source(de_type, _clean_images(denoise_dir, de_type), synthetic=True)
@@ -322,13 +325,16 @@ class TrainDataset(Dataset):
         degraded_path, clean_path = source.items[image_index]
         rng = np.random.default_rng(seed)
         size = self.patch_size
-        if source.de_type in NOISE_SIGMA:
+        if source.de_type in NOISE_SIGMA or source.de_type == CLEAN:
             clean = self._load(clean_path)
             (clean_1,), (clean_2,) = random_crop(rng, size, clean), random_crop(rng, size, clean)
             clean_1, clean_2 = random_dihedral(rng, clean_1, clean_2)
-            sigma = NOISE_SIGMA[source.de_type]
-            degraded_1 = add_gaussian_noise(clean_1, sigma, rng)
-            degraded_2 = add_gaussian_noise(clean_2, sigma, rng)
+            if source.de_type == CLEAN:
+                degraded_1, degraded_2 = clean_1, clean_2
+            else:
+                sigma = NOISE_SIGMA[source.de_type]
+                degraded_1 = add_gaussian_noise(clean_1, sigma, rng)
+                degraded_2 = add_gaussian_noise(clean_2, sigma, rng)
         else:
             if source.synthetic:
                 clean = self._load(clean_path)
@@ -473,7 +479,7 @@ def _centre_crop(image: np.ndarray, size: int) -> np.ndarray:
 
 def _validation_pairs(de_type: str, folder: Path) -> list[tuple[Path | None, Path]]:
     """(degraded or None, clean) pairs, found as test.py finds its test sets."""
-    task = "denoise" if de_type in NOISE_SIGMA else de_type
+    task = "denoise" if de_type in NOISE_SIGMA or de_type == CLEAN else de_type
     sets = {"denoise": find_denoise_sets, "derain": find_derain_sets, "dehaze": find_dehaze_sets}
     pairs = []
     for image_set in sets[task]([folder]):
@@ -493,11 +499,12 @@ def build_validation_set(
     then to a multiple of 16 as test.py does; noise is added with a fixed seed per image, so
     every validation of a run sees the same inputs.
 
-    ``folders`` maps "denoise", "derain" and "dehaze" to their test folders.
+    ``folders`` maps "denoise", "derain" and "dehaze" to their test folders; ``clean`` takes
+    the photos of "denoise" as their own input.
     """
     images = []
     for de_type in de_types:
-        folder = Path(folders["denoise" if de_type in NOISE_SIGMA else de_type])
+        folder = Path(folders["denoise" if de_type in NOISE_SIGMA or de_type == CLEAN else de_type])
         pairs = _validation_pairs(de_type, folder)
         if max_images:
             pairs = pairs[:max_images]
@@ -505,7 +512,9 @@ def build_validation_set(
             raise FileNotFoundError(f"{folder}: no validation image for {de_type}")
         for degraded_path, clean_path in pairs:
             clean = crop_to_multiple(_centre_crop(read_image(clean_path), crop), base=16)
-            if degraded_path is None:
+            if de_type == CLEAN:
+                degraded = clean
+            elif degraded_path is None:
                 sigma = NOISE_SIGMA[de_type]
                 degraded = add_gaussian_noise(clean, sigma, noise_rng(clean_path.name, sigma))
             else:
