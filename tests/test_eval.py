@@ -18,8 +18,15 @@ from net import AirNet
 from utils import checkpoint
 from utils import restore as restore_module
 from utils.degradations import add_gaussian_noise, crop_to_multiple
-from utils.eval_dataset import find_dehaze_sets, find_denoise_sets, find_derain_sets
+from utils.eval_dataset import (
+    find_deblur_sets,
+    find_dehaze_sets,
+    find_denoise_sets,
+    find_derain_sets,
+    find_lowlight_sets,
+)
 from utils.metrics import psnr
+from utils.pairing import LayoutError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -254,6 +261,36 @@ def test_dehaze_pairs_reside_names(tmp_path, inputs, targets):
         ("0002_1_0.04.png", "0002.jpg"),
     ]
     assert [path.name for path, _ in test_set.problems] == ["0003_0.9_0.2.png"]
+
+
+def test_gopro_test_folder_is_one_set_whose_names_keep_the_sequence(tmp_path):
+    for sequence in ("GOPR0384_11_00", "GOPR0410_11_00"):
+        write_image(tmp_path / "GoPro" / sequence / "blur/000001.png", 8, 8, 0)
+        write_image(tmp_path / "GoPro" / sequence / "blur_gamma/000001.png", 8, 8, 0)
+        write_image(tmp_path / "GoPro" / sequence / "sharp/000001.png", 8, 8, 1)
+    (gopro,) = find_deblur_sets([tmp_path / "GoPro"])
+    assert gopro.name == "GoPro" and gopro.problems == []
+    names = [p.name for p in gopro.pairs]
+    assert names == ["GOPR0384_11_00/000001.png", "GOPR0410_11_00/000001.png"]
+    write_image(tmp_path / "synth/input/a.png", 8, 8, 2)
+    write_image(tmp_path / "synth/target/a.png", 8, 8, 3)
+    found = find_deblur_sets([tmp_path])  # a folder of sets
+    assert [(s.name, len(s.pairs)) for s in found] == [("GoPro", 2), ("synth", 1)]
+
+
+def test_lowlight_sets_and_the_lol_root_means_eval15(tmp_path):
+    write_image(tmp_path / "LOL/our485/low/2.png", 8, 8, 0)
+    write_image(tmp_path / "LOL/our485/high/2.png", 8, 8, 1)
+    write_image(tmp_path / "LOL/eval15/low/1.png", 8, 8, 2)
+    write_image(tmp_path / "LOL/eval15/high/1.png", 8, 8, 3)
+    write_image(tmp_path / "LOL/eval15/low/22.png", 8, 8, 4)
+    (lol,) = find_lowlight_sets([tmp_path / "LOL"])
+    assert [p.target.parent.parent.name for p in lol.pairs] == ["eval15"]
+    assert [path.name for path, _ in lol.problems] == ["22.png"]
+    (eval15,) = find_lowlight_sets([tmp_path / "LOL/eval15"])
+    assert eval15.name == "eval15" and len(eval15.pairs) == 1
+    with pytest.raises(LayoutError, match="validation takes a held-out folder"):
+        find_lowlight_sets([tmp_path / "LOL"], split="val")
 
 
 def test_denoise_sets_are_found_and_reported_separately(sets):

@@ -1,0 +1,219 @@
+"""utils/pairing.py: the one pairing rule of training, validation, testing and --check_data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from utils.pairing import (
+    MIN_SIDE,
+    LayoutError,
+    check_pairs,
+    describe_layouts,
+    find_pairs,
+    has_layout,
+    pair_files,
+    partner_stems,
+    reside_id,
+    too_small,
+)
+
+
+def write(path: Path, height: int = 20, width: int = 24, seed: int = 0) -> Path:
+    image = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+    return path
+
+
+def names(scan) -> list[tuple[str, str]]:
+    """(pair name, clean file relative to the scanned folder) of every pair."""
+    return [(p.name, p.clean.relative_to(scan.folder).as_posix()) for p in scan.pairs]
+
+
+@pytest.mark.parametrize(
+    ("stem", "expected"),
+    [
+        ("0001_0.8_0.2", "0001"),
+        ("0002_1_0.04", "0002"),
+        ("1_1_0.90179", "1"),
+        ("my_photo_01", None),  # issue 20 item 4: "photo" is not a number
+        ("img_2020_x1", None),
+        ("0001", None),
+        ("a_1", None),
+    ],
+)
+def test_reside_rule_only_where_it_matches(stem, expected):
+    assert reside_id(stem) == expected
+
+
+def test_own_dehaze_pairs_with_equal_names(tmp_path):
+    """Issue 20 item 4: synthetic/my_photo_01.png + original/my_photo_01.png pair."""
+    write(tmp_path / "synthetic/my_photo_01.png")
+    write(tmp_path / "original/my_photo_01.png")
+    scan = find_pairs("dehaze", tmp_path)
+    assert names(scan) == [("my_photo_01.png", "original/my_photo_01.png")]
+    assert scan.problems == []
+
+
+def test_reside_training_layout_with_parts_and_other_extensions(tmp_path):
+    write(tmp_path / "synthetic/part1/0001_0.8_0.2.jpg")
+    write(tmp_path / "synthetic/part2/0001_1_0.04.jpg")
+    write(tmp_path / "synthetic/part2/0002_0.9_0.1.png")
+    write(tmp_path / "original/0001.jpg")
+    write(tmp_path / "original/0002.jpg")
+    write(tmp_path / "original/0002.png")  # PNG wins over another extension
+    scan = find_pairs("dehaze", tmp_path)
+    assert scan.layout == "synthetic/ + original/"
+    assert names(scan) == [
+        ("part1/0001_0.8_0.2.jpg", "original/0001.jpg"),
+        ("part2/0001_1_0.04.jpg", "original/0001.jpg"),
+        ("part2/0002_0.9_0.1.png", "original/0002.png"),
+    ]
+
+
+def test_partner_in_the_matching_subfolder_first(tmp_path):
+    write(tmp_path / "input/a/x.png")
+    write(tmp_path / "input/b/x.png")
+    write(tmp_path / "target/a/x.png")
+    write(tmp_path / "target/x.png")
+    scan = find_pairs("derain", tmp_path)
+    assert names(scan) == [("a/x.png", "target/a/x.png"), ("b/x.png", "target/x.png")]
+
+
+def test_missing_partner_names_every_candidate_tried(tmp_path):
+    write(tmp_path / "hazy/sub/0003_0.9_0.2.png")
+    write(tmp_path / "gt/0004.png")
+    scan = find_pairs("dehaze", tmp_path)
+    assert scan.pairs == []
+    ((path, reason),) = scan.problems
+    assert path == tmp_path / "hazy/sub/0003_0.9_0.2.png"
+    for folder in (tmp_path / "gt/sub", tmp_path / "gt"):
+        for stem in ("0003", "0003_0.9_0.2"):
+            assert str(folder / f"{stem}.*") in reason
+
+
+def test_derain_official_names_and_both_layouts(tmp_path):
+    write(tmp_path / "train/rainy/rain-1.png")
+    write(tmp_path / "train/gt/norain-1.png")
+    write(tmp_path / "test/input/rain-2.png")
+    write(tmp_path / "test/target/rain-2.png")  # the same name wins over norain-2
+    write(tmp_path / "test/target/norain-2.png")
+    assert names(find_pairs("derain", tmp_path / "train")) == [("rain-1.png", "gt/norain-1.png")]
+    assert names(find_pairs("derain", tmp_path / "test")) == [("rain-2.png", "target/rain-2.png")]
+    assert partner_stems("derain", Path("rain-3.png")) == ["rain-3", "norain-3"]
+    assert partner_stems("deblur", Path("rain-3.png")) == ["rain-3"]
+
+
+def test_gopro_sequences_keep_their_names_and_ignore_blur_gamma(tmp_path):
+    gopro = tmp_path / "GOPRO_Large/test"
+    for sequence in ("GOPR0384_11_00", "GOPR0385_11_01"):
+        for frame in ("000001.png", "000002.png"):
+            write(gopro / sequence / "blur" / frame)
+            write(gopro / sequence / "blur_gamma" / frame)
+            write(gopro / sequence / "sharp" / frame)
+    write(gopro / "GOPR0386_11_00/blur/000001.png")  # no sharp/: a problem, not an error
+    scan = find_pairs("deblur", gopro)
+    assert [p.name for p in scan.pairs] == [
+        "GOPR0384_11_00/000001.png",
+        "GOPR0384_11_00/000002.png",
+        "GOPR0385_11_01/000001.png",
+        "GOPR0385_11_01/000002.png",
+    ]
+    assert all(p.degraded.parent.name == "blur" for p in scan.pairs)
+    assert all(p.clean.parent.name == "sharp" for p in scan.pairs)
+    assert all(p.degraded.parent.parent == p.clean.parent.parent for p in scan.pairs)
+    ((path, reason),) = scan.problems
+    assert path.parts[-3:] == ("GOPR0386_11_00", "blur", "000001.png")
+    assert "GOPR0386_11_00/sharp/000001.*" in reason
+    # the GoPro root: train/ for training, test/ for testing, neither for validation
+    write(tmp_path / "GOPRO_Large/train/GOPR0372_07_00/blur/000047.png")
+    write(tmp_path / "GOPRO_Large/train/GOPR0372_07_00/sharp/000047.png")
+    root = tmp_path / "GOPRO_Large"
+    assert [p.name for p in find_pairs("deblur", root).pairs] == ["GOPR0372_07_00/000047.png"]
+    assert len(find_pairs("deblur", root, "test").pairs) == 4
+    with pytest.raises(LayoutError):
+        find_pairs("deblur", root, "val")
+
+
+def test_deblur_single_folder_and_input_target(tmp_path):
+    write(tmp_path / "a/blur/1.png")
+    write(tmp_path / "a/sharp/1.png")
+    write(tmp_path / "b/input/1.png")
+    write(tmp_path / "b/target/1.png")
+    assert names(find_pairs("deblur", tmp_path / "a")) == [("1.png", "sharp/1.png")]
+    assert names(find_pairs("deblur", tmp_path / "b")) == [("1.png", "target/1.png")]
+
+
+def test_lol_folder_and_root_per_split(tmp_path):
+    root = tmp_path / "LOLdataset"
+    write(root / "our485/low/2.png")
+    write(root / "our485/high/2.png")
+    write(root / "eval15/low/1.png")
+    write(root / "eval15/high/1.jpg")  # the extension may differ
+    assert names(find_pairs("lowlight", root / "our485")) == [("2.png", "high/2.png")]
+    train = find_pairs("lowlight", root)
+    assert [(p.name, p.clean.parent.parent.name) for p in train.pairs] == [("2.png", "our485")]
+    test = find_pairs("lowlight", root, split="test")
+    assert [(p.name, p.clean.name) for p in test.pairs] == [("1.png", "1.jpg")]
+    assert "eval15/" in test.layout
+    with pytest.raises(LayoutError, match="validation takes a held-out folder"):
+        find_pairs("lowlight", root, split="val")  # never eval15 nor the training part
+    assert has_layout("lowlight", root, "test") and not has_layout("lowlight", root, "val")
+
+
+def test_layouts_are_per_type(tmp_path):
+    write(tmp_path / "low/1.png")
+    write(tmp_path / "high/1.png")
+    assert has_layout("lowlight", tmp_path)
+    for de_type in ("derain", "dehaze", "deblur"):
+        assert not has_layout(de_type, tmp_path)
+    with pytest.raises(LayoutError) as error:
+        find_pairs("derain", tmp_path)
+    assert str(tmp_path) in str(error.value)
+    assert "rainy/ + gt/" in str(error.value) and "input/ + target/" in str(error.value)
+    with pytest.raises(LayoutError, match="not found"):
+        find_pairs("derain", tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="denoise_25"):
+        find_pairs("denoise_25", tmp_path)
+    assert "GoPro" in describe_layouts("deblur") and "our485/" in describe_layouts("lowlight")
+
+
+def test_too_small_is_a_side_under_16():
+    assert MIN_SIDE == 16
+    assert too_small(15, 400) and too_small(400, 15) and too_small(12, 12)
+    assert not too_small(16, 16) and not too_small(16, 4000)
+
+
+def test_check_pairs_reads_headers_and_names_the_file_at_fault(tmp_path):
+    write(tmp_path / "input/good.png", 20, 24)
+    write(tmp_path / "target/good.png", 20, 24)
+    write(tmp_path / "input/tiny.png", 12, 12)
+    write(tmp_path / "target/tiny.png", 12, 12)
+    write(tmp_path / "input/edge.png", 16, 30)
+    write(tmp_path / "target/edge.png", 16, 30)
+    write(tmp_path / "input/size.png", 20, 24)
+    write(tmp_path / "target/size.png", 24, 20)
+    write(tmp_path / "input/broken.png")
+    (tmp_path / "target/broken.png").write_bytes(b"not a png")
+    kept, problems = check_pairs(find_pairs("lowlight", tmp_path).pairs)
+    assert sorted(p.name for p in kept) == ["edge.png", "good.png"]
+    reasons = {path.relative_to(tmp_path).as_posix(): reason for path, reason in problems}
+    assert set(reasons) == {"target/broken.png", "input/tiny.png", "input/size.png"}
+    assert "cannot read" in reasons["target/broken.png"]
+    assert "too small" in reasons["input/tiny.png"] and "12x12" in reasons["input/tiny.png"]
+    assert "target/size.png is 20x24" in reasons["input/size.png"]
+
+
+def test_pair_files_from_a_list(tmp_path):
+    listed = [
+        write(tmp_path / "synthetic/part1/0001_0.8_0.2.jpg"),
+        tmp_path / "synthetic/part1/0009_0.8_0.2.jpg",  # listed, absent
+    ]
+    write(tmp_path / "original/0001.jpg")
+    scan = pair_files("dehaze", listed, tmp_path / "synthetic", tmp_path / "original")
+    assert [p.name for p in scan.pairs] == ["part1/0001_0.8_0.2.jpg"]
+    assert scan.problems == [(listed[1], "listed but not found")]
