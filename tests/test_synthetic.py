@@ -1,4 +1,5 @@
-"""Synthetic haze and rain: shapes, ranges, determinism, and the physics of the haze model."""
+"""Synthetic haze, rain, motion blur and low light: shapes, ranges, determinism, and the
+physics of each model."""
 
 from __future__ import annotations
 
@@ -6,11 +7,20 @@ import numpy as np
 import pytest
 
 from utils.synthetic import (
+    BLUR_LENGTH_RANGE,
     add_haze,
     add_rain_streaks,
+    add_signal_dependent_noise,
+    blur_image,
     box_blur,
+    darken,
     depth_proxy,
+    low_light,
+    motion_blur,
+    motion_kernel,
     random_haze,
+    shake_trajectory,
+    trajectory_kernel,
     transmission,
 )
 
@@ -74,9 +84,9 @@ def test_haze_moves_pixels_towards_the_atmospheric_light_more_where_far():
     )  # thicker haze changes more
 
 
-def test_random_haze_and_rain_are_reproducible_from_the_seed():
+def test_every_synthesis_is_reproducible_from_the_seed():
     photo = outdoor_photo()
-    for make in (random_haze, add_rain_streaks):
+    for make in (random_haze, add_rain_streaks, motion_blur, low_light):
         first = make(photo, np.random.default_rng(7))
         again = make(photo, np.random.default_rng(7))
         other = make(photo, np.random.default_rng(8))
@@ -98,3 +108,91 @@ def test_rain_streaks_only_brighten_and_cover_a_small_share_of_pixels():
     vertical = (streak[1:] & streak[:-1]).sum()
     horizontal = (streak[:, 1:] & streak[:, :-1]).sum()
     assert vertical > horizontal
+
+
+def test_shake_trajectory_has_the_drawn_length():
+    for seed in range(5):
+        positions = shake_trajectory(np.random.default_rng(seed), 17.0)
+        assert positions[0] == 0
+        assert np.abs(np.diff(positions)).sum() == pytest.approx(17.0, rel=1e-9)
+
+
+def test_motion_kernels_sum_to_one_are_centred_and_fit_the_path():
+    sides = []
+    for seed in range(40):
+        kernel = motion_kernel(np.random.default_rng(seed))
+        side = kernel.shape[0]
+        sides.append(side)
+        assert kernel.shape == (side, side) and side % 2 == 1 and kernel.dtype == np.float32
+        assert kernel.min() >= 0 and kernel.sum() == pytest.approx(1.0, abs=1e-5)
+        rows, cols = np.indices(kernel.shape)
+        centre = side // 2
+        # Bilinear splatting keeps the mean position: no shift of the blurred image.
+        assert (rows * kernel).sum() == pytest.approx(centre, abs=1e-3)
+        assert (cols * kernel).sum() == pytest.approx(centre, abs=1e-3)
+        assert kernel[0].sum() == 0 and kernel[-1].sum() == 0  # a pixel of margin
+        assert kernel[:, 0].sum() == 0 and kernel[:, -1].sum() == 0
+    # A path of length L lies within L / 2 of its mean: k <= 2 * ceil(L / 2) + 3.
+    assert max(sides) <= 2 * int(np.ceil(BLUR_LENGTH_RANGE[1] / 2)) + 3
+    assert min(sides) >= 5 and len(set(sides)) > 3
+
+
+def test_straight_path_gives_a_line_kernel():
+    positions = np.linspace(0, 8, 256) + 0j  # 8 px to the right
+    kernel = trajectory_kernel(positions)
+    assert kernel.shape == (11, 11)  # 4 px either side of the mean, a pixel of margin
+    assert np.array_equal(np.nonzero(kernel.sum(axis=1))[0], [5])  # one row
+    assert np.count_nonzero(kernel.sum(axis=0) > 1e-6) == 9  # 8 px long: 9 columns
+    np.testing.assert_allclose(kernel[5, 2:9], kernel[5, 5], rtol=0.02)  # uniform speed
+
+
+def test_blur_image_is_a_convolution_with_mirrored_edges():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    kernel = rng.random((5, 5)).astype(np.float32)
+    kernel /= kernel.sum()
+    padded = np.pad(image.astype(np.float64), ((2, 2), (2, 2), (0, 0)), mode="symmetric")
+    flipped = kernel[::-1, ::-1]  # convolution, not correlation
+    expected = np.empty(image.shape)
+    for i in range(9):
+        for j in range(11):
+            window = padded[i : i + 5, j : j + 5]
+            expected[i, j] = (window * flipped[..., None]).sum(axis=(0, 1))
+    blurred = blur_image(image, kernel)
+    assert blurred.shape == image.shape and blurred.dtype == np.uint8
+    assert np.abs(blurred.astype(float) - expected).max() <= 0.5 + 1e-3
+    delta = np.zeros((3, 3), dtype=np.float32)
+    delta[1, 1] = 1
+    assert np.array_equal(blur_image(image, delta), image)
+
+
+def test_motion_blur_keeps_flat_images_and_smooths_texture():
+    flat = np.full((24, 30, 3), 93, dtype=np.uint8)
+    assert np.array_equal(motion_blur(flat, np.random.default_rng(0)), flat)
+    texture = np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    blurred = motion_blur(texture, np.random.default_rng(2))
+    assert blurred.shape == texture.shape and blurred.dtype == np.uint8
+    assert blurred.astype(float).std() < 0.7 * texture.astype(float).std()
+    assert abs(blurred.astype(float).mean() - texture.astype(float).mean()) < 2
+
+
+def test_darken_follows_the_curve():
+    x = np.array([0.0, 0.25, 0.5, 1.0])
+    np.testing.assert_allclose(darken(x, 0.9, 0.5, 2.0), 0.5 * (0.9 * x) ** 2)
+
+
+def test_noise_variance_grows_with_the_signal():
+    rng = np.random.default_rng(0)
+    for level in (0.02, 0.2):
+        signal = np.full(200_000, level)
+        noise = add_signal_dependent_noise(signal, shot=0.01, read=1e-4, rng=rng) - signal
+        assert noise.mean() == pytest.approx(0.0, abs=1e-3)
+        assert noise.var() == pytest.approx(0.01 * level + 1e-4, rel=0.03)
+
+
+def test_low_light_darkens_every_photo():
+    photo = outdoor_photo(64, 64)
+    for seed in range(10):
+        dark = low_light(photo, np.random.default_rng(seed))
+        assert dark.shape == photo.shape and dark.dtype == np.uint8
+        assert dark.astype(float).mean() < 0.75 * photo.astype(float).mean()

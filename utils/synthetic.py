@@ -18,6 +18,18 @@ Rain follows the additive streak model of the Rain100L family (Yang et al., CVPR
 O = clip(B + S), S a layer of thin, bright, nearly parallel streaks; ``add_rain_streaks`` draws
 sparse seeds, smears them along one direction and adds them with a random brightness.
 
+Motion blur (``motion_blur``) is camera shake in the spirit of Boracchi & Foi ("Modeling the
+Performance of Image Restoration From Motion Blur", TIP 2012): a random trajectory of the
+camera during the exposure, rasterised into a blur kernel that is convolved with the photo.
+It stands in for GoPro (Nah et al., CVPR 2017), which is not available here; see
+``motion_blur`` for where the two differ.
+
+Low light (``low_light``) darkens with the global curve of Lv et al. ("Attention Guided
+Low-light Image Enhancement with a Large Scale Low-light Simulation Dataset", IJCV 2021) and
+adds the signal-dependent (Poisson-Gaussian, heteroscedastic) noise of Brooks et al.
+("Unprocessing Images for Learned Raw Denoising", CVPR 2019). It stands in for LOL (Wei et
+al., BMVC 2018) where LOL is not used; see ``low_light`` for where the two differ.
+
 All randomness comes from the ``numpy.random.Generator`` passed in, so a sample is reproducible
 from its seed. Images are uint8 (H, W, 3) in and out.
 """
@@ -32,6 +44,20 @@ ATMOSPHERE_RANGE = (0.8, 1.0)  # A, RESIDE OTS
 BETA_RANGE = (0.04, 0.2)  # beta, RESIDE OTS
 DEPTH_NEAR, DEPTH_FAR = 1.0, 10.0  # d at relative depth 0 and 1
 VERTICAL_WEIGHT = 0.6  # share of the vertical-position cue in the relative depth
+
+BLUR_LENGTH_RANGE = (6.0, 24.0)  # px: path length of the camera shake over one exposure
+TRAJECTORY_SAMPLES = 256  # positions per trajectory (equal exposure time each)
+DIFFUSION_RANGE = (0.5, 3.0)  # rad: std of the heading's random walk per exposure, anxiety 1
+CENTRIPETAL_RANGE = (0.0, 1.0)  # pull back towards the starting point (hand tremor returns)
+CENTRIPETAL_GAIN = 10.0
+MAX_SHAKES = 3.0  # expected impulsive shakes per exposure at most (at anxiety 1)
+SHAKE_TURN = 0.5  # rad: a shake reverses the heading to within this angle
+
+LOWLIGHT_ALPHA = (0.9, 1.0)  # Lv et al. 2021: out = beta * (alpha * in) ** gamma
+LOWLIGHT_BETA = (0.5, 1.0)
+LOWLIGHT_GAMMA = (1.5, 5.0)
+SHOT_NOISE_RANGE = (1e-4, 1.2e-2)  # Brooks et al. 2019, log-uniform (variance per unit signal)
+READ_NOISE_LINE = (2.18, 1.20, 0.26)  # log read = 2.18 * log shot + 1.20 + N(0, 0.26^2)
 
 
 def box_blur(image: np.ndarray, radius: int) -> np.ndarray:
@@ -124,3 +150,155 @@ def add_rain_streaks(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     brightness = float(rng.uniform(0.6, 0.9))
     rainy = clean.astype(np.float32) + 255.0 * brightness * layer[..., None]
     return np.clip(rainy + 0.5, 0, 255).astype(np.uint8)
+
+
+def shake_trajectory(rng: np.random.Generator, length: float) -> np.ndarray:
+    """Camera positions (TRAJECTORY_SAMPLES,) complex (x + iy, px) during one exposure.
+
+    A particle starts at 0 with speed s = length / (samples - 1) per step in a random
+    direction; the speed stays s (so every position gets equal exposure time) while the
+    velocity v changes at each step by
+
+        dv = a * s * (g / sqrt(n) * (xi_1 + i xi_2) - CENTRIPETAL_GAIN * c / n * x / length)
+
+    (xi standard normal: inertia plus a random turn; the second term pulls back towards the
+    start, as a hand's tremor returns), and with probability a * p per step an impulsive shake
+    reverses the heading to within SHAKE_TURN rad. The "anxiety" a ~ U(0, 1) sets how
+    erratic the exposure is (a = 0: a straight line), g ~ DIFFUSION_RANGE, c ~
+    CENTRIPETAL_RANGE, p ~ U(0, MAX_SHAKES / n). This follows the model of Boracchi & Foi
+    (TIP 2012): inertia, Gaussian perturbation, a centripetal term and abrupt shakes; the
+    scaling by n keeps the shapes independent of the number of samples.
+    """
+    n = TRAJECTORY_SAMPLES
+    speed = length / (n - 1)
+    anxiety = rng.uniform(0.0, 1.0)
+    diffusion = rng.uniform(*DIFFUSION_RANGE)
+    centripetal = rng.uniform(*CENTRIPETAL_RANGE)
+    shake_probability = anxiety * rng.uniform(0.0, MAX_SHAKES / n)
+    velocity = speed * np.exp(1j * rng.uniform(0.0, 2 * math.pi))
+    turns = rng.standard_normal((n - 1, 2)) @ np.array([1.0, 1.0j])  # (n-1,) complex
+    shakes = rng.random(n - 1) < shake_probability
+    shake_angles = math.pi + rng.uniform(-SHAKE_TURN, SHAKE_TURN, n - 1)
+    positions = np.zeros(n, dtype=np.complex128)
+    for t in range(n - 1):
+        pull = CENTRIPETAL_GAIN * centripetal / n * positions[t] / length
+        velocity = velocity + anxiety * speed * (diffusion / math.sqrt(n) * turns[t] - pull)
+        if shakes[t]:
+            velocity = velocity * np.exp(1j * shake_angles[t])
+        velocity = velocity / abs(velocity) * speed
+        positions[t + 1] = positions[t] + velocity
+    return positions
+
+
+def trajectory_kernel(positions: np.ndarray) -> np.ndarray:
+    """Rasterise camera positions into a blur kernel (k, k) float32 that sums to 1.
+
+    Each position deposits an equal share of the exposure on its four neighbouring pixels
+    (bilinear weights). The kernel is centred on the positions' mean, so blurring does not
+    shift the image (GoPro's sharp frame is the middle one of the frames averaged); its odd
+    side k = 2 * ceil(max |offset|) + 3 fits the whole path with a pixel of margin. For
+    BLUR_LENGTH_RANGE, k <= 27 (a straight 24 px path); over 2,000 draws of ``motion_kernel``
+    k ran from 7 to 27, median 15.
+    """
+    offsets = positions - positions.mean()
+    radius = math.ceil(max(np.abs(offsets.real).max(), np.abs(offsets.imag).max())) + 1
+    kernel = np.zeros((2 * radius + 1, 2 * radius + 1), dtype=np.float64)
+    cols, rows = offsets.real + radius, offsets.imag + radius
+    col0, row0 = np.floor(cols).astype(int), np.floor(rows).astype(int)
+    frac_col, frac_row = cols - col0, rows - row0
+    for drow, row_weight in ((0, 1 - frac_row), (1, frac_row)):
+        for dcol, col_weight in ((0, 1 - frac_col), (1, frac_col)):
+            np.add.at(kernel, (row0 + drow, col0 + dcol), row_weight * col_weight)
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def motion_kernel(rng: np.random.Generator) -> np.ndarray:
+    """A random camera-shake kernel: path length ~ U(BLUR_LENGTH_RANGE) px, then
+    ``shake_trajectory`` and ``trajectory_kernel``."""
+    return trajectory_kernel(shake_trajectory(rng, float(rng.uniform(*BLUR_LENGTH_RANGE))))
+
+
+def _fft_length(n: int) -> int:
+    """The smallest m >= n whose prime factors are 2, 3 and 5 (fast FFT sizes)."""
+    while True:
+        rest = n
+        for prime in (2, 3, 5):
+            while rest % prime == 0:
+                rest //= prime
+        if rest == 1:
+            return n
+        n += 1
+
+
+def blur_image(clean: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Convolve uint8 (H, W, 3) with an odd (k, k) kernel, edges mirrored, rounded to uint8.
+
+    Computed with FFTs (float32) over the mirror-padded image; the padding (k // 2 on each
+    side) is wide enough that the circular wrap never reaches the kept region.
+    """
+    radius = kernel.shape[0] // 2
+    height, width = clean.shape[:2]
+    channels = clean.transpose(2, 0, 1).astype(np.float32)  # (3, H, W)
+    padded = np.pad(channels, ((0, 0), (radius, radius), (radius, radius)), "symmetric")
+    shape = (_fft_length(padded.shape[1]), _fft_length(padded.shape[2]))
+    spectrum = np.fft.rfft2(padded, s=shape) * np.fft.rfft2(kernel.astype(np.float32), s=shape)
+    full = np.fft.irfft2(spectrum, s=shape)  # (3, >= H + 2r, >= W + 2r)
+    # Circular convolution with the kernel's centre at index r: image pixel (i, j) comes out
+    # at (i + 2r, j + 2r), computed from padded rows i..i+2r and columns j..j+2r only.
+    blurred = full[:, 2 * radius : 2 * radius + height, 2 * radius : 2 * radius + width]
+    return np.clip(blurred.transpose(1, 2, 0) + 0.5, 0, 255).astype(np.uint8)
+
+
+def motion_blur(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Camera-shake blur of a uint8 (H, W, 3) photo with a random ``motion_kernel``.
+
+    Where it differs from GoPro: GoPro's blurred frames average 7 to 13 consecutive sharp
+    frames of a 240 fps video (1280 x 720), so their blur follows real camera and object
+    motion and varies over the image (rotation, depth, moving people and cars), and averaging
+    discrete frames can leave ghosts; here one spatially uniform kernel of a synthetic
+    continuous path blurs the whole photo, with no moving objects, no noise and no
+    saturated highlights. Blur lengths are in pixels of the photo given (6 to 24 px on
+    481 x 321 BSD photos; GoPro's blur extends tens of pixels at 1280 x 720).
+    """
+    return blur_image(clean, motion_kernel(rng))
+
+
+def darken(image: np.ndarray, alpha: float, beta: float, gamma: float) -> np.ndarray:
+    """beta * (alpha * x) ** gamma on float x in [0, 1] (Lv et al., IJCV 2021)."""
+    return beta * (alpha * image) ** gamma
+
+
+def add_signal_dependent_noise(
+    signal: np.ndarray, shot: float, read: float, rng: np.random.Generator
+) -> np.ndarray:
+    """signal + sqrt(shot * signal + read) * N(0, 1): the heteroscedastic Gaussian
+    approximation of Poisson (shot) plus Gaussian (read) noise, on float in [0, 1]."""
+    return signal + np.sqrt(shot * signal + read) * rng.standard_normal(signal.shape)
+
+
+def low_light(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A dark, noisy version of a well-exposed uint8 (H, W, 3) photo.
+
+    Darkening (Lv et al., IJCV 2021): y = beta * (alpha * x) ** gamma on x in [0, 1], with
+    alpha ~ U(0.9, 1), beta ~ U(0.5, 1), gamma ~ U(1.5, 5): a mid-grey 0.5 falls to 0.009-0.35.
+    Noise (Brooks et al., CVPR 2019): z = y + sqrt(shot * y + read) * N(0, 1) per pixel and
+    channel, shot log-uniform in [1e-4, 1.2e-2], log read = 2.18 log shot + 1.20 + N(0, 0.26^2):
+    shot noise grows with the signal, read noise sets a floor. Clipped and rounded to uint8.
+
+    Where it differs from LOL: LOL's low images are real short exposures of the same scene,
+    processed by the camera, so their noise is spatially correlated and partly chromatic,
+    they carry colour casts, and the step from low to normal light is not one global curve;
+    here the curve is global, the noise independent per pixel and channel, and colours keep
+    their balance. LOL is also darker: on 60 LOL training pairs the low images average 11.8
+    grey levels against 129.8 for the normal-light ones, where these ranges take 20 of those
+    normal-light images to 36 on average (4.5 to 81).
+    """
+    alpha = rng.uniform(*LOWLIGHT_ALPHA)
+    beta = rng.uniform(*LOWLIGHT_BETA)
+    gamma = rng.uniform(*LOWLIGHT_GAMMA)
+    shot = math.exp(rng.uniform(math.log(SHOT_NOISE_RANGE[0]), math.log(SHOT_NOISE_RANGE[1])))
+    slope, intercept, spread = READ_NOISE_LINE
+    read = math.exp(slope * math.log(shot) + intercept + spread * rng.standard_normal())
+    dark = darken(clean.astype(np.float64) / 255.0, alpha, beta, gamma)
+    noisy = add_signal_dependent_noise(dark, shot, read, rng)
+    return np.clip(noisy * 255.0 + 0.5, 0, 255).astype(np.uint8)
