@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import tempfile
 import time
@@ -34,6 +35,7 @@ import torch  # noqa: E402
 from net import AirNet, load_airnet  # noqa: E402
 from utils.image_files import ImageReadError, image_size, read_image_alpha, save_image  # noqa: E402
 from utils.restore import resolve_device, restore  # noqa: E402
+from utils.tiling import check_tile  # noqa: E402
 
 logger = logging.getLogger("app")
 
@@ -129,23 +131,43 @@ def read_checked(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise AppError(f"{path.name} is not an image we can read ({error}).") from error
 
 
+def tile_size(value: float | str | None) -> int | None:
+    """The page's tile size: None (whole image) for 0 or nothing, else a whole number of pixels
+    larger than the overlap; AppError saying why for anything else (the API takes any value)."""
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not number.is_integer():
+        raise AppError(f"Tile size {value!r}: expected a whole number of pixels (0: whole image).")
+    try:
+        return check_tile(int(number), TILE_OVERLAP)
+    except ValueError as error:
+        raise AppError(f"Tile size {int(number)}: {error}.") from error
+
+
 def restore_files(
     files: list[str] | None,
     choice: str | None,
     upload: str | None,
     device_name: str = "cpu",
-    tile: int = 0,
+    tile: float | str | None = 0,
     out_dir: Path | None = None,
 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[Path], list[str]]:
     """Restore the uploaded images: ([(input, result)], result PNG paths, messages).
 
-    Files that fail are named in the messages and skipped; AppError when nothing can be done
-    (no images, too many, bad weights) or no image could be restored.
+    ``tile``: 0 or None restores whole images (tiles only when memory is short), else tiles of
+    that size (see ``tile_size``). Files that fail are named in the messages and skipped;
+    AppError when nothing can be done (no images, too many, a bad tile size, bad weights) or no
+    image could be restored.
     """
     if not files:
         raise AppError("Upload one or more images first.")
     if len(files) > MAX_IMAGES:
         raise AppError(f"{len(files)} images: at most {MAX_IMAGES} per request.")
+    tile = tile_size(tile)
     model = load_model(choice, upload, device_name)
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="airnet_app_"))
     pairs, outputs, messages = [], [], []
@@ -158,7 +180,7 @@ def restore_files(
             continue
         start = time.perf_counter()
         report = {}
-        restored = restore(rgb, model, tile or None, TILE_OVERLAP, report=report)
+        restored = restore(rgb, model, tile, TILE_OVERLAP, report=report)
         seconds = time.perf_counter() - start
         out_path = out_dir / f"{path.stem}_restored.png"
         save_image(out_path, restored, alpha)
@@ -174,7 +196,7 @@ def restore_files(
 def on_restore(files, choice, upload, device_name, tile):
     """The button's handler: errors become a message in the page (gr.Error), not a crash."""
     try:
-        pairs, outputs, messages = restore_files(files, choice, upload, device_name, int(tile))
+        pairs, outputs, messages = restore_files(files, choice, upload, device_name, tile)
     except AppError as error:
         raise gr.Error(str(error), print_exception=False) from error
     gallery = [str(p) for p in outputs]

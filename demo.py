@@ -36,7 +36,7 @@ from utils.image_files import find_inputs
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image_alpha
 from utils.precision import PRECISIONS, warn_if_slow_precision
 from utils.restore import resolve_device, restore
-from utils.tiling import add_tile_arguments
+from utils.tiling import add_tile_arguments, check_tile, check_tile_arguments
 
 logger = logging.getLogger("demo")
 
@@ -77,6 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
         "AMX/AVX512-BF16 (DCN sampling positions stay fp32)",
     )
     return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, checked: a bad --tile/--tile_overlap is a usage error (exit code 2)
+    before any model loads; --tile 0 becomes None, the same as no --tile."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_tile_arguments(parser, args)
+    return args
 
 
 def image_mode(path: Path) -> str:
@@ -141,6 +150,11 @@ def restore_file(path: Path, out_path: Path, model, args: argparse.Namespace) ->
 def main(args: argparse.Namespace) -> int:
     """Restore every input; returns the exit code (0 ok, 1 some files failed, 2 cannot start)."""
     try:
+        args.tile = check_tile(args.tile, args.tile_overlap)
+    except ValueError as error:  # main() called without parse_args()
+        logger.error("argument --tile/--tile_overlap: %s", error)
+        return EXIT_SETUP
+    try:
         device = resolve_device(args.device)
         inputs = find_inputs(args.test_path)
     except (ValueError, FileNotFoundError) as error:
@@ -200,4 +214,4 @@ def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    sys.exit(main(build_parser().parse_args()))
+    sys.exit(main(parse_args()))

@@ -36,6 +36,8 @@ from utils.tiling import (
     add_tile_arguments,
     auto_tile_size,
     available_memory_bytes,
+    check_tile,
+    check_tile_arguments,
     run_tiled,
 )
 
@@ -65,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, checked: a bad --tile/--tile_overlap is a usage error (exit code 2)
+    before any model loads; --tile 0 becomes None, the same as no --tile."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_tile_arguments(parser, args)
+    return args
+
+
 def load_session(path: Path, threads: int = 0) -> ort.InferenceSession:
     """An ONNX Runtime session on CUDA when onnxruntime-gpu provides it, else on the CPU."""
     options = ort.SessionOptions()
@@ -89,12 +100,13 @@ def restore_array(
 ) -> np.ndarray:
     """uint8 (H, W, 3) RGB -> restored uint8 (H, W, 3), whole or in blended tiles.
 
+    ``tile`` None or 0: the whole image, or automatic tiles when memory would not suffice; a
+    bad tile size is a ValueError naming the values (``utils.tiling.check_tile``).
     ``report``, when given, gets {"tile": int | None, "tile_reason": None | "asked" | "memory"}.
     """
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected a uint8 (H, W, 3) RGB array, got {rgb.dtype} {rgb.shape}")
-    if tile is not None and tile <= tile_overlap:
-        raise ValueError(f"tile ({tile}) must be larger than tile_overlap ({tile_overlap})")
+    tile = check_tile(tile, tile_overlap)
     x = image_to_array(rgb)  # (1, 3, H, W) float32 in [0, 1]
     height, width = rgb.shape[:2]
     name = session.get_inputs()[0].name
@@ -123,6 +135,11 @@ def restore_array(
 
 def main(args: argparse.Namespace) -> int:
     """Restore every input; returns the exit code (0 ok, 1 some files failed, 2 cannot start)."""
+    try:
+        args.tile = check_tile(args.tile, args.tile_overlap)
+    except ValueError as error:  # main() called without parse_args()
+        logger.error("argument --tile/--tile_overlap: %s", error)
+        return EXIT_SETUP
     try:
         inputs = find_inputs(args.input)
     except FileNotFoundError as error:
@@ -169,4 +186,4 @@ def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    sys.exit(main(build_parser().parse_args()))
+    sys.exit(main(parse_args()))

@@ -59,7 +59,7 @@ from utils.image_io import ImageReadError, image_to_tensor, read_image, save_ima
 from utils.metrics import psnr, ssim
 from utils.precision import PRECISIONS, warn_if_slow_precision
 from utils.restore import resolve_device, restore_tensor
-from utils.tiling import add_tile_arguments
+from utils.tiling import add_tile_arguments, check_tile, check_tile_arguments
 
 logger = logging.getLogger("test")
 
@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     add_tile_arguments(
         parser,
-        "bounded memory, numbers then differ slightly; unset: whole images (tiles only after "
+        "bounded memory, numbers then differ slightly; 0 or unset: whole images (tiles only after "
         "an out-of-memory error, recorded per image)",
     )
     parser.add_argument(
@@ -149,6 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
         "the numbers",
     )
     return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, checked: a bad --tile/--tile_overlap is a usage error (exit code 2)
+    before any model loads; --tile 0 becomes None, the same as no --tile."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_tile_arguments(parser, args)
+    return args
 
 
 class UnusableImageError(ValueError):
@@ -406,6 +415,11 @@ def main(args: argparse.Namespace) -> int:
     else:
         ckpt, which = args.ckpt, "--ckpt"
     try:
+        args.tile = check_tile(args.tile, args.tile_overlap)
+    except ValueError as error:  # main() called without parse_args()
+        logger.error("argument --tile/--tile_overlap: %s", error)
+        return EXIT_SETUP
+    try:
         device = resolve_device(args.device)
         sets = find_sets(args)
         model = load_airnet(ckpt, device)
@@ -439,4 +453,4 @@ def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    sys.exit(main(build_parser().parse_args()))
+    sys.exit(main(parse_args()))

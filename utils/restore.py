@@ -30,6 +30,7 @@ from utils.tiling import (
     Box,
     auto_tile_size,
     available_memory_bytes,
+    check_tile,
     estimated_bytes,
     min_tile,
     run_tiled,
@@ -169,18 +170,23 @@ def restore_tensor(
     Args:
         x: the degraded image; moved to the model's device.
         model: AirNet (or any image-to-image module), already in eval mode.
-        tile: tile size in pixels; None runs the whole image unless memory would not suffice.
-        tile_overlap: pixels shared by neighbouring tiles, blended with a raised-cosine window.
+        tile: tile size in pixels, larger than ``tile_overlap``; None or 0 runs the whole image
+            unless memory would not suffice.
+        tile_overlap: pixels shared by neighbouring tiles (0 or more), blended with a
+            raised-cosine window.
         precision: "fp32", or "bf16"/"fp16" autocast (mostly for CUDA; see ``PRECISIONS``).
         auto_tile: with ``tile`` None, plan tiles when the free memory would not hold the whole
             image; False: try the whole image (tiles only if it runs out of memory).
         report: when given, filled with ``{"tile": int | None, "tile_reason": None | "asked" |
             "memory" | "out_of_memory"}``: the tile size used (None: whole image) and why.
+
+    Raises:
+        ValueError naming the values: unknown ``precision``; a negative ``tile`` or
+        ``tile_overlap``, or a tile not larger than its overlap (``utils.tiling.check_tile``).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {list(PRECISIONS)}")
-    if tile is not None and tile <= tile_overlap:
-        raise ValueError(f"tile ({tile}) must be larger than tile_overlap ({tile_overlap})")
+    tile = check_tile(tile, tile_overlap)
     device = model_device(model)
     x = x.to(device)
     height, width = x.shape[-2:]
@@ -216,14 +222,19 @@ def restore(
     Args:
         image: uint8 array (H, W, 3), RGB.
         model: AirNet in eval mode (see ``net.load_airnet``).
-        tile: tile size in pixels for large images; None = whole image, or automatic tiles when
-            the device's free memory would not suffice.
-        tile_overlap: overlap of neighbouring tiles in pixels.
+        tile: tile size in pixels for large images, larger than ``tile_overlap``; None or 0 =
+            whole image, or automatic tiles when the device's free memory would not suffice.
+        tile_overlap: overlap of neighbouring tiles in pixels (0 or more).
         device: run on this device (the model is moved there); None = where the model is.
         precision: "fp32" (default, as the paper), or "bf16"/"fp16" autocast.
         auto_tile: False: no tiles planned from the free memory (only after out-of-memory).
         report: filled with the tile used and why, as in ``restore_tensor``.
+
+    Raises:
+        ValueError: not a uint8 (H, W, 3) array, or a bad tile size (as ``restore_tensor``),
+            both before the model is moved or run.
     """
+    tile = check_tile(tile, tile_overlap)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected a uint8 (H, W, 3) RGB array, got {image.dtype} {image.shape}")
     if device is not None:

@@ -37,16 +37,50 @@ Box = tuple[int, int, int, int]
 # ---------------------------------------------------------------------------------------------
 
 
-WHOLE_OR_AUTO = "unset: whole image, or automatic tiles when memory would not suffice"
+WHOLE_OR_AUTO = "0 or unset: whole image, or automatic tiles when memory would not suffice"
 
 
 def add_tile_arguments(parser: argparse.ArgumentParser, unset: str = WHOLE_OR_AUTO) -> None:
     """--tile and --tile_overlap, as demo.py, test.py and restore_onnx.py take them; ``unset``
-    says what the program does without --tile."""
+    says what the program does without --tile (and with --tile 0). Check the parsed values
+    with ``check_tile_arguments``."""
     parser.add_argument(
-        "--tile", type=int, default=None, help=f"restore in tiles of this size; {unset}"
+        "--tile",
+        type=int,
+        default=None,
+        help=f"restore in tiles of this size, larger than --tile_overlap; {unset}",
     )
     parser.add_argument("--tile_overlap", type=int, default=32, help="overlap of tiles (pixels)")
+
+
+def check_tile(tile: int | None, tile_overlap: int) -> int | None:
+    """The tile size to use: None (the whole image) for ``tile`` None or 0, else ``tile``.
+
+    Raises:
+        ValueError naming the values: a negative ``tile`` or ``tile_overlap``, or a tile not
+        larger than its overlap (its tiles would not advance: stride = tile - tile_overlap).
+    """
+    if tile_overlap < 0:
+        raise ValueError(f"tile_overlap ({tile_overlap}) must be 0 or more")
+    if not tile:
+        return None
+    if tile < 0:
+        raise ValueError(f"tile ({tile}) must be positive, or 0 for the whole image")
+    if tile <= tile_overlap:
+        raise ValueError(
+            f"tile ({tile}) must be larger than tile_overlap ({tile_overlap}), "
+            "or 0 for the whole image"
+        )
+    return tile
+
+
+def check_tile_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """After ``parse_args``: --tile 0 becomes None (exactly as without --tile); a bad --tile or
+    --tile_overlap (see ``check_tile``) is a usage error, exit code 2, before any model loads."""
+    try:
+        args.tile = check_tile(args.tile, args.tile_overlap)
+    except ValueError as error:
+        parser.error(f"argument --tile/--tile_overlap: {error}")
 
 
 def _read_int(path: Path) -> int | None:
@@ -167,8 +201,8 @@ def tile_starts(length: int, tile: int, stride: int) -> list[int]:
 
 def tile_boxes(height: int, width: int, tile: int, tile_overlap: int) -> list[Box]:
     """The boxes that cover a (height, width) image, row by row."""
-    if tile <= tile_overlap:
-        raise ValueError(f"tile ({tile}) must be larger than tile_overlap ({tile_overlap})")
+    if check_tile(tile, tile_overlap) is None:
+        raise ValueError(f"tile ({tile}): tile_boxes needs a positive tile size")
     stride = tile - tile_overlap
     return [
         (top, min(top + tile, height), left, min(left + tile, width))
