@@ -29,14 +29,20 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import torch
 import torch.nn as nn
 
 from net import AirNet, load_airnet
 from net.deform_conv import DCN_layer
 from utils.image_files import image_to_array, list_images, read_image
+from utils.optional import exit_missing_package
+
+try:
+    import onnx
+    import onnxruntime as ort
+    import onnxscript  # noqa: F401 - torch.onnx.export(dynamo=True) needs it; named up front
+except ImportError as error:
+    exit_missing_package(error, "requirements-onnx.txt")
 
 logger = logging.getLogger("export")
 

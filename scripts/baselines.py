@@ -1,6 +1,6 @@
 """Classical baselines under test.py's protocol: CBM3D for noise, the dark channel prior for haze.
 
-    pip install -r requirements-tools.txt      # bm3d (and matplotlib for plot_log.py)
+    pip install -r requirements-tools.txt      # bm3d (and matplotlib for card_figures.py)
     python scripts/baselines.py --denoise_path CBSD68/ --images 10 --dehaze_path SOTS_outdoor/
 
 Same crops (multiple of 16), same seeded noise (``noise_rng(name, sigma, seed)``) and the same
@@ -28,6 +28,7 @@ from utils.degradations import add_gaussian_noise, crop_to_multiple, noise_rng  
 from utils.eval_dataset import find_dehaze_sets, find_denoise_sets  # noqa: E402
 from utils.image_io import read_image  # noqa: E402
 from utils.metrics import psnr, ssim  # noqa: E402
+from utils.optional import require  # noqa: E402
 from utils.synthetic import box_blur  # noqa: E402
 
 
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="test.py's --seed")
     parser.add_argument("--output", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args(argv)
+    if args.denoise_path:  # before the dehazing runs, not after
+        require("bm3d", "requirements-tools.txt")
     results = run_dcp(args.dehaze_path) if args.dehaze_path else []
     if args.denoise_path:
         results += run_cbm3d(args.denoise_path, args.sigmas, args.images, args.seed)

@@ -31,6 +31,7 @@ from utils.eval_dataset import (  # noqa: E402
     find_derain_sets,
 )
 from utils.image_io import read_image  # noqa: E402
+from utils.optional import require  # noqa: E402
 
 
 def read_stages(logs: list[Path], starts: list[int]) -> list[dict]:
@@ -57,8 +58,7 @@ def read_stages(logs: list[Path], starts: list[int]) -> list[dict]:
 
 
 def plot_curve(logs: list[Path], starts: list[int], output: Path) -> None:
-    import matplotlib
-
+    matplotlib = require("matplotlib", "requirements-tools.txt")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -149,7 +149,7 @@ def test_loading_other_queue_lengths_and_module_prefix(tmp_path):
 def test_load_rejects_mismatched_checkpoint_with_a_clear_message(tmp_path):
     torch.save(tiny().state_dict(), tmp_path / "tiny.pth")
     try:
-        load_airnet(tmp_path / "tiny.pth")
+        load_airnet(tmp_path / "tiny.pth", n_feats=64, n_groups=5, n_blocks=5)
     except RuntimeError as error:
         assert "tiny.pth" in str(error)
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -91,21 +92,55 @@ def default_checkpoint(official: str | Path) -> tuple[Path, str]:
     return SHIPPED_WEIGHTS, SHIPPED_DESCRIPTION
 
 
+def infer_model_size(state_dict: dict[str, torch.Tensor]) -> dict[str, int] | None:
+    """AirNet's n_feats, n_groups and n_blocks read from the tensor shapes, or None when the
+    dict is not AirNet's (no ``R.head.0.weight``).
+
+    n_feats is the head conv's output channels, (n_feats, 3, 3, 3); n_groups counts the DGGs
+    ``R.body.G.body.*``; n_blocks counts the DGBs of the first DGG, ``R.body.0.body.B.dgm1.*``
+    (without DGGs there is nothing to count, and n_blocks is left out).
+    """
+    head = state_dict.get("R.head.0.weight")
+    if not isinstance(head, torch.Tensor) or head.dim() != 4:
+        return None
+    groups, blocks = set(), set()
+    for key in state_dict:
+        if match := re.match(r"R\.body\.(\d+)\.body\.(\d+)\.", key):
+            groups.add(match[1])
+            if match[1] == "0" and key.startswith(f"R.body.0.body.{match[2]}.dgm1."):
+                blocks.add(match[2])
+    size = {"n_feats": head.shape[0], "n_groups": len(groups)}
+    return {**size, "n_blocks": len(blocks)} if groups else size
+
+
 def load_model_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
-    """Return (state_dict with official key names, stored model kwargs or None).
+    """Return (state_dict with official key names, model size or None).
 
     Understands the official flat state dicts, ``{"model": ..., "args": ...}`` training
-    checkpoints and exports, and ``{"state_dict": ...}`` wrappers.
+    checkpoints and exports, and ``{"state_dict": ...}`` wrappers. The size is the stored one
+    completed from the tensor shapes (a flat official file gives the paper's 64/5/5), None only
+    when the dict is not AirNet's (the strict load then names the keys).
+
+    Raises:
+        CheckpointError: the stored size contradicts the tensors (one line).
     """
     path = Path(path)
     obj = read_checkpoint(path)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a state dict, found {type(obj).__name__}")
-    model_kwargs = None
+    stored = {}
     for key in ("model", "state_dict", "net"):
         if isinstance(obj.get(key), dict):
             args = obj.get("args") or {}
-            model_kwargs = {k: args[k] for k in MODEL_KWARGS if k in args} or None
+            stored = {k: args[k] for k in MODEL_KWARGS if k in args}
             obj = obj[key]
             break
-    return strip_module_prefix(obj), model_kwargs
+    state_dict = strip_module_prefix(obj)
+    inferred = infer_model_size(state_dict)
+    if inferred is not None:
+        wrong = {k: v for k, v in stored.items() if k in inferred and inferred[k] != v}
+        if wrong:
+            said = ", ".join(f"{k} {v}" for k, v in wrong.items())
+            found = ", ".join(f"{k} {inferred[k]}" for k in wrong)
+            raise CheckpointError(f"{path}: it records {said} but its tensors are {found}")
+    return state_dict, {**(inferred or {}), **stored} or None
