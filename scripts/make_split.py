@@ -1,24 +1,35 @@
 """Split training data into a training part and a held-out validation part, as folders.
 
     python scripts/make_split.py --clean_dir CBSD432/ --derain_dir Rain100L_train/ \\
-        --output ~/airnet_data --val_clean 32 --val_derain 20
+        --lowlight_dir LOL/our485 --output ~/airnet_data --val_clean 32 --val_derain 20 \\
+        --val_lowlight 15 --val_deblur
 
-writes (symbolic links to the originals, nothing copied):
+writes (symbolic links to the originals, nothing copied, except the synthetic images):
 
-    OUTPUT/train/denoise/          clean photos for noise (and synthetic haze/rain)
-    OUTPUT/train/derain/{rainy,gt}/ rainy/rain-N.png <-> gt/norain-N.png
-    OUTPUT/val/denoise/             held-out clean photos (train.py adds seeded noise)
+    OUTPUT/train/denoise/             clean photos for noise (and synthetic haze/rain/blur)
+    OUTPUT/train/derain/{rainy,gt}/   rainy/rain-N.png <-> gt/norain-N.png
+    OUTPUT/train/lowlight/{low,high}/ LOL training pairs, equal names
+    OUTPUT/val/denoise/               held-out clean photos (train.py adds seeded noise)
     OUTPUT/val/derain/{input,target}/
-    OUTPUT/val/dehaze/{input,target}/  synthetic haze on the held-out photos, written as PNG:
-                                    input/STEM_A_B.png <-> target/STEM.png, A and beta seeded
+    OUTPUT/val/dehaze/{input,target}/ synthetic haze on the held-out photos, written as PNG:
+                                      input/STEM_A_B.png <-> target/STEM.png, A and beta seeded
+    OUTPUT/val/deblur/{input,target}/ with --val_deblur: synthetic camera-shake blur on the
+                                      held-out photos (utils/synthetic.py), seeded, as PNG
+    OUTPUT/val/lowlight/{input,target}/ held-out LOL training pairs
 
 The held-out images are drawn by a seeded permutation, so the split is the same on every
-machine. Model selection uses OUTPUT/val; the test sets stay untouched.
+machine. LOL pairs are held out by groups: pairs whose low or high images are byte-identical
+(in our485, 152 of the 485 pairs share their high image with another pair, in 66 groups of
+2 to 6) stay on one side, so no validation target is also a training target.
+``--lowlight_dir`` takes training pairs only: a LOL root means its ``our485/``, and a path
+through ``eval15/`` or ``test/`` (the test set) is refused. Model selection uses OUTPUT/val;
+the test sets stay untouched. Pairs are found by ``utils/pairing.py``, as training finds them.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import zlib
 from pathlib import Path
@@ -27,12 +38,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.image_io import list_images, read_image, save_image  # noqa: E402
-from utils.synthetic import ATMOSPHERE_RANGE, BETA_RANGE, add_haze  # noqa: E402
-from utils.train_dataset import derain_partner  # noqa: E402
+from utils.image_files import list_images, read_image, save_image  # noqa: E402
+from utils.pairing import LayoutError, Pair, PairScan, find_pairs  # noqa: E402
+from utils.synthetic import ATMOSPHERE_RANGE, BETA_RANGE, add_haze, motion_blur  # noqa: E402
+
+TEST_FOLDERS = {"eval15", "test"}  # LOL's test set as released and as extracted
+BLUR_SALT = 1  # keeps the blur's random stream apart from the haze's of the same photo
 
 
-def held_out(items: list[Path], count: int, seed: int) -> set[Path]:
+def held_out(items: list, count: int, seed: int) -> set:
     """``count`` items drawn by a seeded permutation."""
     order = np.random.default_rng(seed).permutation(len(items))
     return {items[index] for index in order[:count]}
@@ -57,39 +71,159 @@ def write_val_haze(clean_path: Path, folder: Path, seed: int) -> None:
     save_image(folder / "target" / f"{clean_path.stem}.png", clean)
 
 
-def main(argv: list[str] | None = None) -> None:
+def write_val_blur(clean_path: Path, folder: Path, seed: int) -> None:
+    """A motion-blurred copy of one held-out photo, the kernel seeded by (seed, file name)."""
+    rng = np.random.default_rng([seed, zlib.crc32(clean_path.name.encode()), BLUR_SALT])
+    clean = read_image(clean_path)
+    save_image(folder / "input" / f"{clean_path.stem}.png", motion_blur(clean, rng))
+    save_image(folder / "target" / f"{clean_path.stem}.png", clean)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def identical_groups(pairs: list[Pair]) -> list[tuple[Pair, ...]]:
+    """Pairs grouped so that pairs sharing a byte-identical low or high image are together
+    (connected components over the files' SHA-256), each group in name order."""
+    parent = list(range(len(pairs)))
+
+    def root(index: int) -> int:
+        while parent[index] != index:
+            parent[index] = parent[parent[index]]
+            index = parent[index]
+        return index
+
+    first_with: dict[tuple[str, str], int] = {}
+    for index, pair in enumerate(pairs):
+        for side, path in (("low", pair.degraded), ("high", pair.clean)):
+            key = (side, _digest(path))
+            if key in first_with:
+                parent[root(index)] = root(first_with[key])
+            else:
+                first_with[key] = index
+    groups: dict[int, list[Pair]] = {}
+    for index, pair in enumerate(pairs):
+        groups.setdefault(root(index), []).append(pair)
+    return [tuple(group) for group in groups.values()]
+
+
+def held_out_groups(groups: list[tuple[Pair, ...]], count: int, seed: int) -> set[Pair]:
+    """Whole groups in a seeded order, each taken while the total stays within ``count``."""
+    chosen: set[Pair] = set()
+    for index in np.random.default_rng(seed).permutation(len(groups)):
+        if len(chosen) == count:
+            break
+        if len(chosen) + len(groups[index]) <= count:
+            chosen.update(groups[index])
+    return chosen
+
+
+def report_problems(what: str, problems: list[tuple[Path, str]]) -> None:
+    for path, reason in problems:
+        print(f"{what}: skipped {path}: {reason}", file=sys.stderr)
+
+
+def split_derain(scan: PairScan, output: Path, count: int, seed: int) -> str:
+    report_problems("derain", scan.problems)
+    val = held_out(scan.pairs, count, seed)
+    for pair in scan.pairs:
+        if pair in val:
+            link(pair.degraded, output / "val/derain/input" / pair.name)
+            link(pair.clean, output / "val/derain/target" / pair.name)
+        else:
+            link(pair.degraded, output / "train/derain/rainy" / pair.name)
+            clean_name = Path(pair.name).with_name(pair.clean.name)
+            link(pair.clean, output / "train/derain/gt" / clean_name)
+    return f"rain pairs {len(scan.pairs) - len(val)} train / {len(val)} val"
+
+
+def lowlight_training_pairs(lowlight_dir: Path) -> PairScan:
+    """LOL's training pairs; LayoutError for a folder that looks like the test set: a path
+    through ``eval15/`` (the release) or ``test/`` (``extract_benchmarks.sh``'s test/LOL)."""
+    scan = find_pairs("lowlight", lowlight_dir, "train")
+    paths = [lowlight_dir.resolve()]
+    paths += [path.resolve() for pair in scan.pairs for path in (pair.degraded, pair.clean)]
+    if any(TEST_FOLDERS & set(path.parts) for path in paths):
+        raise LayoutError(
+            f"--lowlight_dir {lowlight_dir}: LOL's test set (eval15/ or test/ in its path); "
+            f"give the training pairs (our485/, train/LOL or the LOL root)"
+        )
+    return scan
+
+
+def split_lowlight(scan: PairScan, output: Path, count: int, seed: int) -> str:
+    report_problems("lowlight", scan.problems)
+    groups = identical_groups(scan.pairs)
+    val = held_out_groups(groups, count, seed)
+    for pair in scan.pairs:
+        if pair in val:
+            link(pair.degraded, output / "val/lowlight/input" / pair.name)
+            link(pair.clean, output / "val/lowlight/target" / pair.name)
+        else:
+            link(pair.degraded, output / "train/lowlight/low" / pair.name)
+            link(pair.clean, output / "train/lowlight/high" / pair.name)
+    shared = sum(len(group) for group in groups if len(group) > 1)
+    return (
+        f"low-light pairs {len(scan.pairs) - len(val)} train / {len(val)} val "
+        f"({shared} pairs sharing identical images kept with their group)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clean_dir", type=Path, required=True, help="clean photos")
     parser.add_argument("--derain_dir", type=Path, help="rainy/rain-N.png + gt/norain-N.png")
+    parser.add_argument(
+        "--lowlight_dir",
+        type=Path,
+        help="LOL training pairs: low/ + high/ (our485, train/LOL), a LOL root, or "
+        "input/ + target/; never eval15",
+    )
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--val_clean", type=int, default=32, help="held-out clean photos")
     parser.add_argument("--val_derain", type=int, default=20, help="held-out rain pairs")
+    parser.add_argument(
+        "--val_lowlight", type=int, default=15, help="held-out low-light pairs (whole groups)"
+    )
+    parser.add_argument(
+        "--val_deblur",
+        action="store_true",
+        help="also write synthetic motion blur on the held-out photos (val/deblur)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    return parser
 
-    clean = list_images(args.clean_dir)
-    val_clean = held_out(clean, args.val_clean, args.seed)
-    for path in clean:
-        part = "val" if path in val_clean else "train"
-        link(path, args.output / part / "denoise" / path.name)
-        if part == "val":
-            write_val_haze(path, args.output / "val" / "dehaze", args.seed)
-    counts = [f"clean {len(clean) - len(val_clean)} train / {len(val_clean)} val"]
 
-    if args.derain_dir is not None:
-        rainy = list_images(args.derain_dir / "rainy")
-        val_rain = held_out(rainy, args.val_derain, args.seed)
-        for path in rainy:
-            gt = derain_partner(path)
-            if path in val_rain:
-                link(path, args.output / "val" / "derain" / "input" / path.name)
-                link(gt, args.output / "val" / "derain" / "target" / path.name)
-            else:
-                link(path, args.output / "train" / "derain" / "rainy" / path.name)
-                link(gt, args.output / "train" / "derain" / "gt" / gt.name)
-        counts.append(f"rain pairs {len(rainy) - len(val_rain)} train / {len(val_rain)} val")
-    print(f"{args.output}: " + ", ".join(counts) + ", synthetic haze on the val photos")
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        clean = list_images(args.clean_dir)
+        if not clean:
+            raise FileNotFoundError(f"--clean_dir {args.clean_dir}: no images")
+        # Every folder is checked before anything is written.
+        rain = None if args.derain_dir is None else find_pairs("derain", args.derain_dir)
+        low = None if args.lowlight_dir is None else lowlight_training_pairs(args.lowlight_dir)
+        val_clean = held_out(clean, args.val_clean, args.seed)
+        for path in clean:
+            part = "val" if path in val_clean else "train"
+            link(path, args.output / part / "denoise" / path.name)
+            if part == "val":
+                write_val_haze(path, args.output / "val" / "dehaze", args.seed)
+                if args.val_deblur:
+                    write_val_blur(path, args.output / "val" / "deblur", args.seed)
+        counts = [f"clean {len(clean) - len(val_clean)} train / {len(val_clean)} val"]
+        if rain is not None:
+            counts.append(split_derain(rain, args.output, args.val_derain, args.seed))
+        if low is not None:
+            counts.append(split_lowlight(low, args.output, args.val_lowlight, args.seed))
+    except (LayoutError, FileNotFoundError, OSError) as error:
+        print(f"make_split.py: {error}", file=sys.stderr)
+        return 2
+    synthetic = "haze and blur" if args.val_deblur else "haze"
+    print(f"{args.output}: " + ", ".join(counts) + f", synthetic {synthetic} on the val photos")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

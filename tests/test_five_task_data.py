@@ -1,0 +1,163 @@
+"""Data of the five-task setting: the validation split's LOL and blur parts
+(scripts/make_split.py), the synthetic-deblur test set (scripts/make_deblur_testset.py) and the
+classical LOL baseline (scripts/lol_baseline.py), on tiny generated folders."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from utils.pairing import find_pairs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"airnet_{name}", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+make_split = load_script("make_split")
+make_deblur_testset = load_script("make_deblur_testset")
+
+
+def write(path: Path, seed: int, height: int = 24, width: int = 32) -> np.ndarray:
+    image = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+    return image
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def clean_dir(tmp_path) -> Path:
+    for index in range(6):
+        write(tmp_path / "clean" / f"p{index}.png", 100 + index)
+    return tmp_path / "clean"
+
+
+@pytest.fixture
+def lol(tmp_path) -> Path:
+    """A LOL root: our485 with 10 pairs, of which 3 share one high image and 2 another
+    (as LOL's byte-identical high images), and eval15."""
+    root = tmp_path / "LOLdataset"
+    high_seed = {0: 50, 1: 50, 2: 50, 3: 60, 4: 60}
+    for index in range(10):
+        write(root / "our485/low" / f"{index}.png", index)
+        write(root / "our485/high" / f"{index}.png", high_seed.get(index, 70 + index))
+    write(root / "eval15/low/1.png", 90)
+    write(root / "eval15/high/1.png", 91)
+    return root
+
+
+def split(tmp_path: Path, *extra: str) -> tuple[int, Path]:
+    output = tmp_path / "split"
+    argv = ["--clean_dir", str(tmp_path / "clean"), "--output", str(output), "--val_clean", "2"]
+    return make_split.main([*argv, *extra]), output
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4])
+def test_identical_lol_targets_stay_on_one_side(tmp_path, clean_dir, lol, count):
+    for seed in range(4):
+        output = tmp_path / f"split{seed}"
+        argv = ["--clean_dir", str(clean_dir), "--output", str(output), "--val_clean", "2"]
+        argv += ["--lowlight_dir", str(lol), "--val_lowlight", str(count), "--seed", str(seed)]
+        code = make_split.main(argv)
+        assert code == 0
+        val = find_pairs("lowlight", output / "val/lowlight", "val")
+        train = find_pairs("lowlight", output / "train/lowlight")
+        assert val.problems == [] and train.problems == []
+        assert len(val.pairs) == count and len(train.pairs) == 10 - count
+        val_targets = {digest(p.clean) for p in val.pairs}
+        train_targets = {digest(p.clean) for p in train.pairs}
+        assert val_targets.isdisjoint(train_targets)
+        # our485 only: never eval15
+        assert all("eval15" not in p.clean.resolve().parts for p in val.pairs + train.pairs)
+
+
+def test_lol_test_set_is_refused(tmp_path, clean_dir, lol, capsys):
+    for folder in (lol / "eval15", tmp_path / "test/LOL"):
+        if not folder.exists():
+            write(folder / "low/1.png", 1)
+            write(folder / "high/1.png", 2)
+        code, output = split(tmp_path, "--lowlight_dir", str(folder))
+        assert code == 2
+        message = capsys.readouterr().err.strip()
+        assert len(message.splitlines()) == 1 and "--lowlight_dir" in message
+        assert str(folder) in message and "test set" in message
+        assert not output.exists()  # checked before anything is written
+
+
+def test_val_deblur_writes_seeded_blur_on_the_held_out_photos(tmp_path, clean_dir):
+    code, output = split(tmp_path, "--val_deblur")
+    assert code == 0
+    scan = find_pairs("deblur", output / "val/deblur", "val")
+    held_out = sorted(p.name for p in (output / "val/denoise").iterdir())
+    assert sorted(Path(p.name).stem for p in scan.pairs) == [Path(n).stem for n in held_out]
+    first = {p.name: np.asarray(Image.open(p.degraded)) for p in scan.pairs}
+    for pair in scan.pairs:
+        clean = np.asarray(Image.open(pair.clean))
+        assert first[pair.name].shape == clean.shape and not np.array_equal(first[pair.name], clean)
+    assert split(tmp_path, "--val_deblur")[0] == 0  # again: the same images
+    for pair in find_pairs("deblur", output / "val/deblur", "val").pairs:
+        assert np.array_equal(np.asarray(Image.open(pair.degraded)), first[pair.name])
+    plain = tmp_path / "plain"
+    argv = ["--clean_dir", str(clean_dir), "--output", str(plain), "--val_clean", "2"]
+    assert make_split.main(argv) == 0
+    assert not (plain / "val/deblur").exists()
+
+
+def test_derain_split_pairs_through_the_pairing_module(tmp_path, clean_dir):
+    for index in range(5):
+        write(tmp_path / "rain/rainy" / f"rain-{index}.png", index)
+        write(tmp_path / "rain/gt" / f"norain-{index}.png", 10 + index)
+    write(tmp_path / "rain/rainy/rain-9.png", 9)  # no partner: reported, skipped
+    code, output = split(tmp_path, "--derain_dir", str(tmp_path / "rain"), "--val_derain", "2")
+    assert code == 0
+    train = find_pairs("derain", output / "train/derain")
+    val = find_pairs("derain", output / "val/derain", "val")
+    assert len(train.pairs) == 3 and len(val.pairs) == 2
+    assert train.problems == [] and val.problems == []
+    assert all(p.clean.resolve().name == "no" + p.degraded.resolve().name for p in val.pairs)
+
+
+def test_deblur_testset_is_fixed_and_in_input_target_layout(tmp_path, clean_dir, capsys):
+    write(clean_dir / "p0.jpg", 7)  # a second p0: its own output, not p0's
+    first, again = tmp_path / "a/CBSD68_synthetic_blur", tmp_path / "b/CBSD68_synthetic_blur"
+    assert make_deblur_testset.main(["--clean_dir", str(clean_dir), "--output", str(first)]) == 0
+    assert make_deblur_testset.main(["--clean_dir", str(clean_dir), "--output", str(again)]) == 0
+    scan = find_pairs("deblur", first, "test")
+    assert scan.problems == [] and len(scan.pairs) == 7
+    assert {p.name for p in scan.pairs} >= {"p0_png.png", "p0_jpg.png"}
+    for pair in scan.pairs:
+        assert (again / "input" / pair.name).read_bytes() == pair.degraded.read_bytes()
+    blurred = [np.asarray(Image.open(p.degraded), dtype=float) for p in scan.pairs]
+    clean = [np.asarray(Image.open(p.clean), dtype=float) for p in scan.pairs]
+    assert all(b.std() < c.std() for b, c in zip(blurred, clean, strict=True))
+    kernels = np.load(first / "kernels.npz")
+    assert sorted(kernels.files) == sorted(Path(p.name).stem for p in scan.pairs)
+    assert all(kernels[name].sum() == pytest.approx(1.0, abs=1e-5) for name in kernels.files)
+    record = json.loads((first / "proxy.json").read_text())
+    assert "not GoPro" in record["proxy"] and record["images"] == 7 and record["seed"] == 0
+    other = tmp_path / "seed1"
+    argv = ["--clean_dir", str(clean_dir), "--output", str(other), "--seed", "1"]
+    assert make_deblur_testset.main(argv) == 0
+    assert (other / "input/p1.png").read_bytes() != (first / "input/p1.png").read_bytes()
+    capsys.readouterr()
+    missing = tmp_path / "nowhere"
+    assert make_deblur_testset.main(["--clean_dir", str(missing), "--output", str(other)]) == 2
+    message = capsys.readouterr().err.strip()
+    assert len(message.splitlines()) == 1 and str(missing) in message
