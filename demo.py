@@ -10,7 +10,9 @@ writes ``compare/NAME.png`` with the input and the result side by side.
 Odd inputs are handled so (reading is utils.image_io's; writing here):
 - EXIF orientation is applied, so the result is upright (and carries no orientation tag);
 - grayscale (also 16-bit and 1-bit) is restored as RGB and written back as grayscale;
-- 16-bit images are scaled to 8 bits; results are 8-bit PNGs;
+- 16-bit images are reduced to 8 bits by the depth in their header (v >> 8), 32-bit float
+  ones read as [0, 1], 32-bit integer ones refused (``read_image_alpha``); results are 8-bit
+  PNGs;
 - palette images are expanded to RGB (the result is RGB; restored colours leave the palette);
 - transparency (RGBA, LA, palette with transparency): the model sees the image composited on
   white and the alpha channel is copied unchanged into the result.
@@ -32,7 +34,7 @@ from PIL import Image
 
 from net import load_airnet
 from utils.checkpoint import default_checkpoint
-from utils.image_files import find_inputs
+from utils.image_files import find_inputs, image_mode
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image_alpha
 from utils.precision import PRECISIONS, warn_if_slow_precision
 from utils.restore import resolve_device, restore
@@ -86,12 +88,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     check_tile_arguments(parser, args)
     return args
-
-
-def image_mode(path: Path) -> str:
-    """The file's PIL mode ('L', 'RGBA', 'P', 'I;16', ...); reads the header only."""
-    with Image.open(path) as image:
-        return image.mode
 
 
 def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:

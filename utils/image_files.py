@@ -1,9 +1,10 @@
 """Image files in and out, with numpy and PIL only (no torch: ``restore_onnx.py`` uses it too).
 
 Every image is read as 8-bit RGB: EXIF orientation applied, grayscale and palette images
-expanded to RGB, 16-bit images scaled to 8 bits, and alpha composited onto white
-(``read_image_alpha`` returns the alpha channel too, so a demo can put it back).
-Files that declare more than ``MAX_PIXELS`` are refused from their header.
+expanded to RGB, deeper images reduced to 8 bits by the depth their header declares (never by
+their values; see ``read_image_alpha``), and alpha composited onto white (``read_image_alpha``
+returns the alpha channel too, so a demo can put it back). Files that declare more than
+``MAX_PIXELS`` are refused from their header.
 """
 
 from __future__ import annotations
@@ -51,15 +52,43 @@ def find_inputs(path: str | Path) -> list[Path]:
     return list_images(path)
 
 
-def _to_8bit(image: Image.Image) -> Image.Image:
-    """16-bit and 32-bit integer or float modes -> 8-bit 'L' (full range kept)."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if image.mode != "F" and array.max() > 255 else 255.0
-        if image.mode == "F":
-            peak = 1.0 if array.max() <= 1.0 else 255.0
-        array = np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(array)
+# One-channel PIL modes (and raw file modes: older Pillow opened 16-bit greyscale as mode "I"
+# with raw mode "I;16B") of 16-bit unsigned samples. PIL has no mode for deeper colour: its
+# decoders keep the high byte of each 16-bit sample (RGB;16B -> RGB), so 16-bit grey is
+# reduced the same way and a grey file reads exactly like its colour twin.
+UINT16_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+
+
+def _raw_mode(image: Image.Image) -> str:
+    """The sample layout the header declares (PIL's raw mode, e.g. 'I;16B', 'I;32S'), or ''.
+
+    Read before ``load()``, which drops the tile list it comes from."""
+    for tile in image.tile[:1]:
+        args = tile[3]
+        if isinstance(args, tuple):
+            args = args[0] if args else ""
+        return args if isinstance(args, str) else ""
+    return ""
+
+
+def _to_8bit(image: Image.Image, raw_mode: str, path: Path) -> Image.Image:
+    """Deep one-channel modes -> 8-bit 'L', by the depth the header declares.
+
+    16-bit unsigned: v >> 8 (v // 256). 32-bit float ('F'): [0, 1] -> 0..255, clipped, NaN 0.
+    32-bit or signed integers ('I' otherwise): ImageReadError (no range follows from the
+    header, and PIL cannot hold unsigned 32-bit values).
+    """
+    if image.mode in UINT16_MODES or (image.mode == "I" and raw_mode in UINT16_MODES):
+        high_byte = np.asarray(image).astype(np.uint16) >> 8
+        return Image.fromarray(high_byte.astype(np.uint8))
+    if image.mode == "F":
+        unit = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0)
+        return Image.fromarray(np.rint(np.clip(unit, 0.0, 1.0) * 255.0).astype(np.uint8))
+    if image.mode == "I":
+        raise ImageReadError(
+            f"{path}: {raw_mode or 'I'} samples (32-bit or signed integers) are not read; "
+            "save it as 8- or 16-bit unsigned, or as float in [0, 1]"
+        )
     return image
 
 
@@ -88,17 +117,34 @@ def _open_checked(path: Path) -> Image.Image:
 
 
 def read_image_alpha(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """Return (rgb uint8 (H, W, 3), alpha uint8 (H, W) or None)."""
+    """Return (rgb uint8 (H, W, 3), alpha uint8 (H, W) or None); every reader goes through it.
+
+    The bit depth is the one the file's header declares, never guessed from the values (a dark
+    16-bit scan stays dark however bright its brightest pixel):
+    - 8-bit (and 1-bit, palette): as stored;
+    - 16-bit unsigned, grayscale or colour, with or without alpha: v -> v >> 8 (v // 256, the
+      high byte; PIL itself reduces 16-bit colour so), so a grayscale file and its RGB twin read
+      alike and both 8-to-16-bit conventions (v * 257, v << 8) come back exactly;
+    - 32-bit float grayscale (TIFF mode 'F'): values taken as [0, 1] (1.0 is white), outside
+      clipped, NaN read as 0; float colour TIFFs PIL cannot open (ImageReadError);
+    - 32-bit integer (or signed 16-bit) grayscale TIFF (mode 'I'): ImageReadError, since no
+      range follows from the header (convert it to 16-bit unsigned or to float in [0, 1]).
+
+    Raises:
+        ImageReadError naming the file: a folder, an unreadable or truncated file, more than
+        ``MAX_PIXELS`` declared, or samples of a kind above that are not read.
+    """
     path = Path(path)
     if path.is_dir():
         raise ImageReadError(f"{path}: is a folder, not an image")
     try:
         with _open_checked(path) as image:
+            raw_mode = _raw_mode(image)
             image = ImageOps.exif_transpose(image)
             image.load()
     except (OSError, UnidentifiedImageError, ValueError) as error:
         raise ImageReadError(f"{path}: cannot read image ({error})") from error
-    image = _to_8bit(image)
+    image = _to_8bit(image, raw_mode, path)
     if image.mode == "P":
         # Only a palette with a transparent entry has an alpha channel worth keeping.
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
@@ -135,8 +181,22 @@ def image_size(path: str | Path) -> tuple[int, int]:
         raise ImageReadError(f"{path}: cannot read image ({error})") from error
 
 
+def image_mode(path: str | Path) -> str:
+    """The file's PIL mode ('L', 'RGBA', 'P', 'I;16', ...) from the header, nothing decoded;
+    ImageReadError as ``check_image``."""
+    path = Path(path)
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a folder, not an image")
+    try:
+        with _open_checked(path) as image:
+            return image.mode
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise ImageReadError(f"{path}: cannot read image ({error})") from error
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """Return the image as uint8 RGB (H, W, 3); raises ImageReadError naming the file."""
+    """Return the image as uint8 RGB (H, W, 3), read as ``read_image_alpha`` (bit depth from the
+    header); raises ImageReadError naming the file."""
     return read_image_alpha(path)[0]
 
 
