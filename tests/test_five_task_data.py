@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from utils.metrics import psnr
 from utils.pairing import find_pairs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +30,7 @@ def load_script(name: str):
 
 make_split = load_script("make_split")
 make_deblur_testset = load_script("make_deblur_testset")
+lol_baseline = load_script("lol_baseline")
 
 
 def write(path: Path, seed: int, height: int = 24, width: int = 32) -> np.ndarray:
@@ -159,5 +161,55 @@ def test_deblur_testset_is_fixed_and_in_input_target_layout(tmp_path, clean_dir,
     capsys.readouterr()
     missing = tmp_path / "nowhere"
     assert make_deblur_testset.main(["--clean_dir", str(missing), "--output", str(other)]) == 2
+    message = capsys.readouterr().err.strip()
+    assert len(message.splitlines()) == 1 and str(missing) in message
+
+
+def test_lol_baseline_psnr_from_statistics_equals_the_metric():
+    rng = np.random.default_rng(0)
+    pairs = [
+        (rng.integers(0, 60, (12, 14, 3), dtype=np.uint8), rng.integers(0, 256, (12, 14, 3)))
+        for _ in range(3)
+    ]
+    pairs = [(low, high.astype(np.uint8)) for low, high in pairs]
+    stats = np.stack([lol_baseline.pixel_statistics(low, high) for low, high in pairs])
+    for gamma, gain in [(0.5, 2.0), (0.8, 3.5), (1.0, 1.0)]:
+        expected = np.mean(
+            [psnr(lol_baseline.enhance(low, gamma, gain), high) for low, high in pairs]
+        )
+        from_stats = lol_baseline.mean_psnr(lol_baseline.curve(gamma, np.array([gain])), stats)
+        assert from_stats[0] == pytest.approx(expected, abs=1e-9)
+
+
+def test_lol_baseline_recovers_a_known_curve(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    for split, count in (("our485", 4), ("eval15", 2)):
+        for index in range(count):
+            low = rng.integers(0, 80, (16, 20, 3), dtype=np.uint8)
+            low[0, 0] = 0
+            high = lol_baseline.enhance(low, 0.6, 1.8)
+            for folder, image in (("low", low), ("high", high)):
+                path = tmp_path / "LOL" / split / folder / f"{index}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(image).save(path)
+    stats = np.stack(
+        [
+            lol_baseline.pixel_statistics(
+                np.asarray(Image.open(p.degraded)), np.asarray(Image.open(p.clean))
+            )
+            for p in find_pairs("lowlight", tmp_path / "LOL").pairs
+        ]
+    )
+    gamma, gain, train_psnr = lol_baseline.fit_gamma_gain(stats)
+    assert gamma == pytest.approx(0.6, abs=0.01) and gain == pytest.approx(1.8, rel=0.02)
+    assert train_psnr > 45
+    argv = ["--train_dir", str(tmp_path / "LOL"), "--test_dir", str(tmp_path / "LOL")]
+    assert lol_baseline.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "fitted on 4 training pairs" in printed and "2, full size" in printed
+    missing = tmp_path / "nowhere"
+    assert (
+        lol_baseline.main(["--train_dir", str(tmp_path / "LOL"), "--test_dir", str(missing)]) == 2
+    )
     message = capsys.readouterr().err.strip()
     assert len(message.splitlines()) == 1 and str(missing) in message
