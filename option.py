@@ -9,7 +9,13 @@ validation, model size for small runs). Nothing is parsed at import: call ``pars
 from __future__ import annotations
 
 import argparse
+import copy
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from utils.config import ConfigError, config_to_argv, read_config
 
 DE_TYPES = ("denoise_15", "denoise_25", "denoise_50", "derain", "dehaze")
 # Choices beyond the paper's five (the default stays DE_TYPES): "clean", photos of --denoise_dir
@@ -24,6 +30,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Train AirNet (CVPR 2022) on several degradations at once.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="a YAML recipe of flag: value lines (configs/); the command line overrides it",
     )
     recipe = parser.add_argument_group("recipe (official flags and defaults)")
     recipe.add_argument("--epochs", type=int, default=1000, help="total number of epochs")
@@ -233,20 +245,60 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Decision 6 (shared/decisions.md): where the settings of a resumed run come from.
+# checkpoint (on --resume) < --config file < command line; a parser default never counts.
+FROM_CHECKPOINT = (  # they fix the model and the data stream: always the checkpoint's
+    "n_feats", "n_groups", "n_blocks", "de_type", "batch_size", "epoch_size", "patch_size",
+    "seed", "queue_size", "synthetic", "loss_weighting", "tur_floor",
+)  # fmt: skip
+FROM_CHECKPOINT_UNLESS_GIVEN = (  # the schedule, cadences and data: given again, they win
+    "epochs", "epochs_encoder", "lr", "ema_decay", "precision", "val_every", "val_images",
+    "val_crop", "checkpoint_every_minutes", "checkpoint_every_steps", "save_every",
+    "log_every", "max_steps", "sync_bn", "data_file_dir", "denoise_dir", "derain_dir",
+    "dehaze_dir", "val_denoise_dir", "val_derain_dir", "val_dehaze_dir",
+)  # fmt: skip
+# Never restored: device, num_workers, dcn_impl, resume, init_from, config and the output paths.
+
+
+class SettingsError(ValueError):
+    """Settings that contradict each other once the checkpoint's are known (exit 2)."""
+
+
+def given_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
+    """The destinations that ``argv`` sets itself (a parser default is never "given")."""
+    probe = copy.deepcopy(parser)
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(probe.parse_args(argv)))
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse ``argv`` (default: the command line) and check what argparse cannot."""
+    """Parse ``argv`` (default: the command line) and a ``--config`` file, and check what
+    argparse cannot.
+
+    ``args.given`` lists the settings that the command line or the config file set (sorted),
+    for decision 6 on --resume. A run that does not resume is complete on return; a resumed
+    one is completed by ``apply_checkpoint_settings`` once the checkpoint is read.
+    Usage errors exit 2 through ``parser.error``.
+    """
     parser = get_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    n_types = len(args.de_type)
-    if len(set(args.de_type)) != n_types:
-        parser.error(f"--de_type lists a type twice: {' '.join(args.de_type)}")
-    if args.batch_size is None:
-        args.batch_size = n_types
-    if args.batch_size <= 0 or args.batch_size % n_types:
-        parser.error(
-            f"--batch_size {args.batch_size} must be a positive multiple of the "
-            f"{n_types} degradation types, so each batch holds them in equal number"
-        )
+    given = given_flags(parser, argv)
+    if args.config:
+        try:
+            values = read_config(args.config)
+            config_argv = config_to_argv(values, parser, args.config)
+        except ConfigError as error:
+            parser.error(str(error))
+        args = parser.parse_args([*config_argv, *argv])  # the command line comes last: wins
+        given |= given_flags(parser, config_argv)
+        args.config = str(Path(args.config).resolve())
+        args.config_values = values
+    given.discard("config")
+    if "amp" in given:
+        given.add("precision")
+    args.given = sorted(given)
     for name in ("epochs", "patch_size", "epoch_size", "save_every", "log_every"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name} must be positive")
@@ -269,8 +321,70 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--checkpoint_every_minutes and --checkpoint_every_steps must not be negative")
     if args.resume and args.init_from:
         parser.error("--resume continues a run, --init_from starts a new one: give one of them")
+    if not args.resume:
+        try:
+            complete_settings(args)
+        except SettingsError as error:
+            parser.error(str(error))
+    return args
+
+
+def apply_checkpoint_settings(
+    args: argparse.Namespace, stored: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Decision 6 on a resumed run: take the checkpoint's settings into ``args``, then
+    complete them (``complete_settings``).
+
+    Returns (taken, ignored): the settings taken from the checkpoint that differ from the
+    parser's, and those given again with another value but fixed by the checkpoint (the
+    caller logs each group in one line). A key the checkpoint lacks (written before a flag
+    existed) keeps the parsed value, so old checkpoints still resume.
+
+    Raises:
+        SettingsError: the completed settings contradict each other.
+    """
+    given = set(getattr(args, "given", ()))
+    taken, ignored = {}, {}
+    for name in FROM_CHECKPOINT + FROM_CHECKPOINT_UNLESS_GIVEN:
+        if name not in stored:
+            continue
+        value, current = stored[name], getattr(args, name, None)
+        if name in FROM_CHECKPOINT_UNLESS_GIVEN and name in given:
+            continue
+        if name in given and value != current:
+            ignored[name] = current
+        if value != current:
+            taken[name] = value
+        setattr(args, name, value)
+    complete_settings(args)
+    return taken, ignored
+
+
+def complete_settings(args: argparse.Namespace) -> None:
+    """Fill what depends on other settings (batch size, default data folders) and check it.
+
+    Raises:
+        SettingsError: a type listed twice, or a batch that cannot hold every type equally.
+    """
+    n_types = len(args.de_type)
+    if len(set(args.de_type)) != n_types:
+        raise SettingsError(f"--de_type lists a type twice: {' '.join(args.de_type)}")
+    if args.batch_size is None:
+        args.batch_size = n_types
+    if args.batch_size <= 0 or args.batch_size % n_types:
+        raise SettingsError(
+            f"--batch_size {args.batch_size} must be a positive multiple of the "
+            f"{n_types} degradation types, so each batch holds them in equal number"
+        )
     for de_type, default in DEFAULT_DIRS.items():
         name = f"{de_type}_dir"
         if getattr(args, name) is None and de_type not in args.synthetic:
             setattr(args, name, default)
-    return args
+
+
+def format_settings(settings: dict[str, Any]) -> str:
+    """``--name value ...`` for a log line."""
+    return " ".join(
+        f"--{name} {' '.join(map(str, value)) if isinstance(value, list) else value}"
+        for name, value in settings.items()
+    )

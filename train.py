@@ -43,7 +43,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from net import AirNet
-from option import parse_args
+from option import SettingsError, apply_checkpoint_settings, format_settings, parse_args
 from utils.checkpoint import (
     MODEL_KWARGS,
     CheckpointError,
@@ -84,13 +84,13 @@ logger = logging.getLogger("train")
 TRAIN_CHECKPOINT = "airnet_last_train.pth"
 CONTRAST_WEIGHT = 0.1  # phase 2: L1 + 0.1 * contrastive loss
 PAPER_SIZE = {"n_feats": 64, "n_groups": 5, "n_blocks": 5}
-# A resumed run takes these from its checkpoint: they fix the model and the data stream.
-RESUME_KEYS = ("de_type", "batch_size", "epoch_size", "patch_size", "seed", "queue_size")
-RESUME_KEYS += ("synthetic", "loss_weighting", "tur_floor")
-RESUME_KEYS += MODEL_KWARGS
 
 
 EXIT_FAILED, EXIT_SETUP = 1, 2  # README's table of exit codes
+
+
+class SetupError(RuntimeError):
+    """The run cannot start: a flag, a device, a data folder (one line, exit 2)."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -213,7 +213,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def load_training_checkpoint(
     path: Path, args: argparse.Namespace, world_size: int
 ) -> dict[str, Any]:
-    """Read a training checkpoint and take its model/data settings into ``args``."""
+    """Read a training checkpoint and take its settings into ``args`` by decision 6
+    (option.py: the model and data stream always, the schedule and folders unless given
+    again, never the device or output paths)."""
     checkpoint = read_checkpoint(path)
     if not isinstance(checkpoint, dict) or not {"model", "optimizer", "epoch", "args"} <= set(
         checkpoint
@@ -222,18 +224,17 @@ def load_training_checkpoint(
             f"--resume {path}: not a training checkpoint (a model-only export or another "
             f"file; resume from {TRAIN_CHECKPOINT})"
         )
-    taken = {}
-    for name in RESUME_KEYS:
-        stored = checkpoint["args"].get(name)
-        if stored is not None and stored != getattr(args, name):
-            taken[name] = stored
-            setattr(args, name, stored)
+    try:
+        taken, ignored = apply_checkpoint_settings(args, checkpoint["args"])
+    except SettingsError as error:
+        raise SetupError(f"--resume {path}: {error}") from error
     if taken:
-        settings = " ".join(
-            f"--{name} {' '.join(map(str, value)) if isinstance(value, list) else value}"
-            for name, value in taken.items()
+        logger.info("settings from the checkpoint: %s", format_settings(taken))
+    if ignored:
+        logger.warning(
+            "fixed by the checkpoint, ignored: %s (start a new run to change them)",
+            format_settings(ignored),
         )
-        logger.info("the checkpoint's settings replace the command line's: %s", settings)
     if checkpoint["args"].get("world_size", 1) != world_size:
         logger.warning(
             "the checkpoint was written by %d process(es), this run has %d: the data order "
@@ -279,14 +280,17 @@ def load_init_weights(model: AirNet, state_dict: dict[str, torch.Tensor], path: 
 def build_loader(
     args: argparse.Namespace, info: DistInfo, pin_memory: bool
 ) -> tuple[DataLoader, BalancedBatchSampler]:
-    sources = build_sources(
-        args.de_type,
-        args.denoise_dir,
-        args.derain_dir,
-        args.dehaze_dir,
-        args.data_file_dir,
-        synthetic=args.synthetic,
-    )
+    try:
+        sources = build_sources(
+            args.de_type,
+            args.denoise_dir,
+            args.derain_dir,
+            args.dehaze_dir,
+            args.data_file_dir,
+            synthetic=args.synthetic,
+        )
+    except ValueError as error:  # a type without data
+        raise SetupError(str(error)) from error
     dataset = TrainDataset(sources, args.patch_size)
     sampler = BalancedBatchSampler(
         [len(source.items) for source in sources],
@@ -549,7 +553,10 @@ def non_finite_message(values: dict[str, float], step: int, epoch: int, checkpoi
 
 def main(args: argparse.Namespace) -> TrainResult:
     """Train as ``args`` say; returns the model and where the run stopped."""
-    info, device = init_distributed(args.device)
+    try:
+        info, device = init_distributed(args.device)
+    except (ValueError, RuntimeError) as error:  # an unknown or absent device
+        raise SetupError(str(error).splitlines()[0]) from error
     try:
         return train(args, info, device)
     finally:
@@ -888,7 +895,7 @@ def cli() -> None:
     except NonFiniteLossError as error:
         logger.error("%s", error)
         raise SystemExit(EXIT_FAILED) from None
-    except (FileNotFoundError, CheckpointError) as error:  # cannot start: data or checkpoint
+    except (FileNotFoundError, CheckpointError, SetupError) as error:  # cannot start
         logger.error("%s", error)
         raise SystemExit(EXIT_SETUP) from None
     if result.interrupted:  # saved and resumable, but not finished: say so to the caller

@@ -57,7 +57,8 @@ def test_exports_hold_the_average_and_a_resumed_run_continues_it(tmp_path):
     main(parse_args([*interrupted, "--max_steps", "3"]))
     checkpoint = torch.load(tmp_path / "b/ckpt/airnet_last_train.pth", weights_only=True)
     assert set(checkpoint["ema"]) == set(checkpoint["model"])
-    resumed = main(parse_args([*interrupted, "--resume", str(tmp_path / "b/ckpt")]))
+    resume = [*interrupted, "--resume", str(tmp_path / "b/ckpt"), "--max_steps", "6"]
+    resumed = main(parse_args(resume))
     expected = uninterrupted.averaged.state_dict()
     for name, value in resumed.averaged.state_dict().items():
         assert torch.equal(value, expected[name]), name

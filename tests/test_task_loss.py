@@ -195,7 +195,8 @@ def test_tur_resumes_to_the_same_weights_and_head(tmp_path):
     uninterrupted = main(parse_args(tiny_args(tmp_path / "a", *TUR)))
     interrupted = tiny_args(tmp_path / "b", *TUR)
     main(parse_args([*interrupted, "--max_steps", "3"]))
-    resumed = main(parse_args([*interrupted, "--resume", str(tmp_path / "b/ckpt")]))
+    resume = [*interrupted, "--resume", str(tmp_path / "b/ckpt"), "--max_steps", "6"]
+    resumed = main(parse_args(resume))
     assert resumed.step == uninterrupted.step
     expected = uninterrupted.model.state_dict()
     for name, value in resumed.model.state_dict().items():

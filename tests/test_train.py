@@ -144,7 +144,9 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path):
     checkpoint = torch.load(tmp_path / "b/ckpt/airnet_last_train.pth", weights_only=True)
     assert (checkpoint["epoch"], checkpoint["batch"], checkpoint["step"]) == (1, 1, 3)
     assert {"python", "numpy", "torch"} <= checkpoint["rng"].keys()
-    resumed = main(parse_args([*interrupted, "--resume", str(tmp_path / "b/ckpt")]))
+    # --max_steps comes from the checkpoint unless given again (decision 6)
+    resume = [*interrupted, "--resume", str(tmp_path / "b/ckpt"), "--max_steps", "6"]
+    resumed = main(parse_args(resume))
     assert resumed.step == 6
     expected = uninterrupted.model.state_dict()
     for name, value in resumed.model.state_dict().items():
