@@ -23,6 +23,7 @@ Without ``--ckpt`` a random model of ``--n_feats/--n_groups/--n_blocks`` is expo
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import re
 import sys
@@ -34,6 +35,7 @@ import torch.nn as nn
 
 from net import AirNet, load_airnet
 from net.deform_conv import DCN_layer
+from utils.checkpoint import trained_types
 from utils.image_files import image_to_array, list_images, read_image
 from utils.optional import exit_missing_package
 
@@ -261,6 +263,9 @@ def main(args: argparse.Namespace) -> int:
             "dcn": DCN_FOR_OPSET[args.opset],
             **{key: str(value) for key, value in model.config.items()},
         }
+        types = trained_types(args.ckpt) if args.ckpt else None
+        if types:  # decision 5: the export says what the weights were trained on
+            metadata["de_type"] = json.dumps(types)
         export_onnx(model, path, args.opset, metadata)
     elif not path.is_file():
         logger.error("%s: ONNX file not found", path)

@@ -15,7 +15,7 @@ import torch
 from net import AirNet, load_airnet
 from utils.checkpoint import SHIPPED_WEIGHTS
 
-dependencies = ["torch", "torchvision", "numpy", "PIL"]
+dependencies = ["torch", "torchvision", "numpy", "PIL", "safetensors"]
 
 
 def airnet(
@@ -28,8 +28,9 @@ def airnet(
 
     Args:
         checkpoint: an official file (All.pth, Denoise.pth, ...) or a checkpoint of this
-            repository; a relative path is taken from the current directory. None (and not
-            ``pretrained``) gives random weights (for tests, or to train from).
+            repository, ``.pth`` or ``.safetensors`` (told apart by content); a relative path is
+            taken from the current directory. None (and not ``pretrained``) gives random
+            weights (for tests, or to train from).
         device: where to put the model.
         pretrained: without ``checkpoint``, load the weights shipped in ckpt/ (a small AirNet
             trained by this repository's train.py, not the paper's: ckpt/MODEL_CARD.md).

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from net import load_airnet  # noqa: E402
 from option import DE_TYPES  # noqa: E402
-from utils.checkpoint import load_model_state, read_checkpoint, save_checkpoint_atomic  # noqa: E402
+from utils.checkpoint import load_model_state, read_weights, save_weights_as  # noqa: E402
 from utils.train_dataset import CLEAN, build_validation_set  # noqa: E402
 from utils.validation import validate  # noqa: E402
 
@@ -64,12 +64,8 @@ def average_files(paths: list[Path], output: Path) -> None:
     if len(sizes) > 1:
         raise ValueError(f"the files hold models of different sizes: {sorted(sizes)}")
     averaged = average_state_dicts([state_dict for state_dict, _ in loaded])
-    first = read_checkpoint(paths[0])
-    if isinstance(first.get("model"), dict):
-        args = {**(first.get("args") or {}), "averaged": [str(path) for path in paths]}
-        save_checkpoint_atomic({"model": averaged, "args": args}, output)
-    else:
-        save_checkpoint_atomic(averaged, output)
+    first = read_weights(paths[0])  # safetensors, {"model", "args"} or a flat state dict
+    save_weights_as(first, averaged, output, {"averaged": [str(path) for path in paths]})
 
 
 def validate_files(paths: list[Path], args: argparse.Namespace) -> None:

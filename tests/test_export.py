@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from PIL import Image
 import export
 import restore_onnx
 from net import AirNet
+from utils.checkpoint import save_safetensors_atomic
 from utils.restore import restore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,6 +95,17 @@ def test_check_fails_loudly_against_other_weights(exported):
     assert result.returncode == 1
     assert result.stdout.count("FAILED") == 3
     assert "CHECK FAILED" in result.stderr
+
+
+def test_export_reads_safetensors_and_records_the_trained_types(tiny_model, tmp_path):
+    ckpt = tmp_path / "weights.safetensors"
+    save_safetensors_atomic(tiny_model.state_dict(), ckpt, tiny_model.config, de_type=["derain"])
+    code, _ = run_export(
+        "--ckpt", str(ckpt), "--output", str(tmp_path / "w.onnx"), "--sizes", "21x37"
+    )
+    assert code == 0
+    metadata = {p.key: p.value for p in onnx.load(str(tmp_path / "w.onnx")).metadata_props}
+    assert json.loads(metadata["de_type"]) == ["derain"] and metadata["n_feats"] == "8"
 
 
 def test_bad_size_and_missing_file_are_setup_errors(tmp_path):

@@ -1,18 +1,35 @@
 """Reading and writing checkpoints safely.
 
-Files are loaded with ``weights_only=True`` (a checkpoint can never run code) and written
-atomically (temporary file + rename), so a run killed mid-save keeps its last good file.
+Weights are read from two formats, recognised by their content, never by their extension:
+
+- a PyTorch file (zip or legacy pickle): the official flat state dicts, our exports
+  ``{"model": state_dict, "args": {...}}`` and training checkpoints, ``{"state_dict": ...}``
+  wrappers; loaded with ``weights_only=True`` (a checkpoint can never run code);
+- a safetensors file: an 8-byte little-endian header length, a JSON header, then the raw
+  tensors. Its string metadata records the model size (``n_feats``, ``n_groups``,
+  ``n_blocks``), the trained degradation types (``de_type``) and any extra facts, every value
+  JSON-encoded.
+
+A size that the file does not record is inferred from the tensor shapes. Every unusable file
+raises one line (CheckpointError or FileNotFoundError) that starts with the path and says why.
+Files are written atomically (temporary file + rename), so a run killed mid-save keeps its
+last good file.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import pickle
 import re
+import struct
 import tempfile
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -22,15 +39,35 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_WEIGHTS = REPO_ROOT / "ckpt" / "airnet-small-repo-trained.pth"
 SHIPPED_DESCRIPTION = "weights trained by this repository (not the paper's; ckpt/MODEL_CARD.md)"
 
+# Integer buffers of AirNet's state dict (MoCo's queue pointer, BatchNorm's batch counter);
+# every other tensor is floating point.
+INTEGER_KEYS = ("queue_ptr", "num_batches_tracked")
+# Bytes per element of the safetensors dtypes that torch can hold.
+SAFETENSORS_DTYPE_BYTES = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "C64": 8,
+    "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1,
+    "F8_E4M3": 1, "F8_E4M3FNUZ": 1, "F8_E5M2": 1, "F8_E5M2FNUZ": 1,
+}  # fmt: skip
+MAX_SAFETENSORS_HEADER = 100 * 2**20  # the format's own limit
 
-def save_checkpoint_atomic(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename over ``path``."""
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the one-line message names the file and why."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------
+
+
+def _write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    """``write`` into a temporary file in the same folder, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         # mkstemp makes the file private (0600); give it the usual rw-r--r-- of a saved file.
@@ -41,15 +78,75 @@ def save_checkpoint_atomic(obj: Any, path: str | Path) -> None:
         raise
 
 
+def save_checkpoint_atomic(obj: Any, path: str | Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename over ``path``."""
+    _write_atomic(path, lambda f: torch.save(obj, f))
+
+
+def safetensors_metadata(
+    size: dict[str, int], de_type: list[str] | None = None, extra: dict[str, Any] | None = None
+) -> dict[str, str]:
+    """The string metadata of a weights file: every value JSON-encoded.
+
+    Raises:
+        ValueError: ``size`` lacks one of MODEL_KWARGS, or ``extra`` reuses a reserved key.
+    """
+    missing = [name for name in MODEL_KWARGS if name not in size]
+    if missing:
+        raise ValueError(f"the model size lacks {', '.join(missing)}")
+    facts = {name: int(size[name]) for name in MODEL_KWARGS}
+    if de_type is not None:
+        facts["de_type"] = list(de_type)
+    reserved = sorted(set(extra or {}) & {*facts, "format"})
+    if reserved:
+        raise ValueError(f"extra metadata may not set {', '.join(reserved)}")
+    return {"format": "pt", **{k: json.dumps(v) for k, v in {**facts, **(extra or {})}.items()}}
+
+
+def save_safetensors_atomic(
+    state_dict: dict[str, torch.Tensor],
+    path: str | Path,
+    size: dict[str, int],
+    de_type: list[str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write a model-only safetensors file (official key names) atomically.
+
+    Args:
+        state_dict: AirNet's state dict (any device; written from the CPU).
+        path: the file; its extension is not checked (readers go by content).
+        size: ``n_feats``, ``n_groups``, ``n_blocks``; must match the tensors' shapes.
+        de_type: the degradation types the weights were trained on (decision 5); None when
+            unknown, which readers show as "trained types: not recorded".
+        extra: more facts (epoch, step, ...), JSON-encoded into the metadata.
+
+    Raises:
+        ValueError: not AirNet's state dict, ``size`` does not match its tensors, or
+            ``extra`` reuses a reserved key.
+        CheckpointError: the safetensors package is missing.
+    """
+    metadata = safetensors_metadata(size, de_type, extra)
+    inferred = infer_model_size(state_dict)
+    if inferred is None:
+        raise ValueError(f"{path}: not AirNet's state dict (no R.head.0.weight)")
+    wrong = {k: size[k] for k in inferred if size[k] != inferred[k]}
+    if wrong:
+        raise ValueError(f"{path}: size {wrong} does not match the tensors ({inferred})")
+    tensors = {key: value.detach().cpu().contiguous() for key, value in state_dict.items()}
+    data = _safetensors_torch(path).save(tensors, metadata=metadata)
+    _write_atomic(path, lambda f: f.write(data))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------
+
+
 def strip_module_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Remove the ``module.`` prefix that DataParallel / DDP add to every key."""
     if state_dict and all(k.startswith("module.") for k in state_dict):
         return {k[len("module.") :]: v for k, v in state_dict.items()}
     return state_dict
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used; the one-line message names the file and why."""
 
 
 def _load_failure(error: BaseException) -> str:
@@ -69,27 +166,228 @@ def _load_failure(error: BaseException) -> str:
     return f"cannot read checkpoint ({first_line[:200]})"
 
 
+def is_safetensors(path: str | Path) -> bool:
+    """True if the file starts as a safetensors file does: an 8-byte little-endian header
+    length, then a JSON object (``{``). PyTorch files start with ``PK`` (zip) or a pickle
+    opcode, so neither is ever taken for one."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    (length,) = struct.unpack("<Q", head[:8])
+    return 2 <= length <= MAX_SAFETENSORS_HEADER
+
+
 def read_checkpoint(path: str | Path) -> Any:
-    """``torch.load(path, weights_only=True)`` on the CPU; CheckpointError in one line."""
+    """``torch.load(path, weights_only=True)`` on the CPU; CheckpointError in one line.
+
+    For PyTorch files (training checkpoints, ``.pth`` exports); weights in any format are
+    read by ``read_weights``.
+    """
     path = Path(path)
     if not path.is_file():
         what = "is a folder, not a checkpoint" if path.is_dir() else "checkpoint not found"
         raise FileNotFoundError(f"{path}: {what}")
+    if is_safetensors(path):
+        raise CheckpointError(f"{path}: a safetensors weights file, not a PyTorch checkpoint")
     try:
-        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.load(path, map_location="cpu", weights_only=True)
+        # An open file, not the path: torch.load reads a path ending in .safetensors as
+        # safetensors, and the format here goes by content.
+        with open(path, "rb") as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # pickle-protocol chatter before a refusal
+            return torch.load(f, map_location="cpu", weights_only=True)
     except Exception as error:
         raise CheckpointError(f"{path}: {_load_failure(error)}") from error
 
 
-def default_checkpoint(official: str | Path) -> tuple[Path, str]:
-    """(file, description): the official ``official`` file when present (in the current
-    folder, else in this repository), otherwise the weights shipped in ckpt/."""
-    for candidate in (Path(official), REPO_ROOT / official):
-        if candidate.is_file():
-            return candidate, "official weights"
-    return SHIPPED_WEIGHTS, SHIPPED_DESCRIPTION
+def _safetensors_torch(path: str | Path):
+    """``safetensors.torch``, or one line naming the requirements file when it is missing."""
+    try:
+        import safetensors.torch
+    except ImportError as error:
+        raise CheckpointError(
+            f"{path}: reading or writing safetensors needs the safetensors package: "
+            "pip install -r requirements.txt"
+        ) from error
+    return safetensors.torch
+
+
+def _safetensors_header(path: Path, data: bytes) -> dict[str, Any]:
+    """The JSON header of a safetensors file, checked against the bytes that follow it."""
+    (length,) = struct.unpack("<Q", data[:8])
+    if 8 + length > len(data):
+        raise CheckpointError(
+            f"{path}: truncated safetensors file (a header of {length} bytes, "
+            f"{len(data) - 8} bytes after the length)"
+        )
+    try:
+        header = json.loads(data[8 : 8 + length])
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path}: corrupt safetensors header ({error})") from error
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: corrupt safetensors header (not a JSON object)")
+    available = len(data) - 8 - length
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
+            numbers = [*shape, begin, end]
+        except (TypeError, KeyError, ValueError) as error:
+            raise CheckpointError(f"{path}: corrupt safetensors entry for {name!r}") from error
+        if not all(isinstance(n, int) and n >= 0 for n in numbers) or begin > end:
+            raise CheckpointError(f"{path}: corrupt safetensors entry for {name!r}")
+        if dtype not in SAFETENSORS_DTYPE_BYTES:
+            raise CheckpointError(f"{path}: tensor {name!r} has an unknown dtype {dtype!r}")
+        needed = math.prod(shape) * SAFETENSORS_DTYPE_BYTES[dtype]
+        if end - begin != needed:
+            raise CheckpointError(
+                f"{path}: tensor {name!r} is declared {dtype} {shape} ({needed} bytes) but "
+                f"its offsets hold {end - begin} bytes: the header lies about its shape"
+            )
+        if end > available:
+            raise CheckpointError(
+                f"{path}: truncated safetensors file (tensor {name!r} ends at byte {end} of "
+                f"the data, which has {available})"
+            )
+    return header
+
+
+def _decode_metadata(metadata: dict[str, str]) -> dict[str, Any]:
+    """The file's metadata with JSON values decoded (a value that is not JSON stays text)."""
+    decoded = {}
+    for key, value in metadata.items():
+        if key == "format":
+            continue
+        try:
+            decoded[key] = json.loads(value)
+        except (TypeError, json.JSONDecodeError):
+            decoded[key] = value
+    return decoded
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(tensors, decoded metadata) of a safetensors file, read into memory."""
+    data = path.read_bytes()
+    header = _safetensors_header(path, data)
+    module = _safetensors_torch(path)
+    try:
+        tensors = module.load(data)
+    except Exception as error:  # safetensors' own SafetensorError on anything else
+        first_line = (str(error).splitlines() or [type(error).__name__])[0]
+        raise CheckpointError(f"{path}: corrupt safetensors file ({first_line[:200]})") from error
+    # In the order of the data (the writer's order), not the header's unordered map: two
+    # files of one model then list their keys alike.
+    names = sorted(tensors, key=lambda name: header[name]["data_offsets"][0])
+    tensors = {name: tensors[name] for name in names}
+    return tensors, _decode_metadata(header.get("__metadata__") or {})
+
+
+def _read_safetensors_metadata(path: Path) -> dict[str, Any]:
+    """The decoded metadata of a safetensors file, from its header alone."""
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        raw = f.read(min(length, MAX_SAFETENSORS_HEADER))
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path}: corrupt or truncated safetensors header") from error
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    return _decode_metadata(metadata if isinstance(metadata, dict) else {})
+
+
+def _weights_file(path: str | Path) -> Path:
+    """``path`` as a Path, checked to be a file (one line if not)."""
+    path = Path(path)
+    if not path.is_file():
+        what = "is a folder, not a checkpoint" if path.is_dir() else "checkpoint not found"
+        raise FileNotFoundError(f"{path}: {what}")
+    return path
+
+
+@dataclass
+class Weights:
+    """What a weights file holds.
+
+    Attributes:
+        state_dict: official key names (``module.`` removed), tensors on the CPU.
+        size: the model size the file records (some or all of MODEL_KWARGS), or None.
+        de_type: the degradation types the file records as trained, or None (not recorded).
+        metadata: everything else the file records (a ``.pth``'s "args", a safetensors
+            file's decoded metadata); None for a flat state dict.
+        format: "safetensors" or "pth".
+    """
+
+    state_dict: dict[str, torch.Tensor]
+    size: dict[str, int] | None
+    de_type: list[str] | None
+    metadata: dict[str, Any] | None
+    format: str
+
+
+def _recorded_size(path: Path, facts: dict[str, Any]) -> dict[str, int] | None:
+    """The model size among a file's recorded facts; CheckpointError for a value that is
+    not a positive integer."""
+    size = {}
+    for name in MODEL_KWARGS:
+        if name in facts:
+            value = facts[name]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise CheckpointError(f"{path}: recorded {name} {value!r} is not a size")
+            size[name] = value
+    return size or None
+
+
+def _recorded_types(path: Path, facts: dict[str, Any]) -> list[str] | None:
+    """The ``de_type`` list among a file's recorded facts, or None."""
+    types = facts.get("de_type")
+    if types is None:
+        return None
+    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+        raise CheckpointError(f"{path}: recorded de_type {types!r} is not a list of type names")
+    return types
+
+
+def _check_dtypes(path: Path, state_dict: dict[str, torch.Tensor]) -> None:
+    """Weights must be floating point and the counters integers: a cast would hide a file
+    that holds something else."""
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: {key} is a {type(value).__name__}, not a tensor")
+        integer = key.endswith(INTEGER_KEYS)
+        if value.is_floating_point() == integer or value.dtype in (torch.bool, torch.complex64):
+            wanted = "an integer" if integer else "a floating-point"
+            raise CheckpointError(f"{path}: {key} is {value.dtype}, expected {wanted} tensor")
+
+
+def read_weights(path: str | Path) -> Weights:
+    """Read any weights source (module docstring) on the CPU.
+
+    Raises:
+        FileNotFoundError: missing file, or a folder (one line).
+        CheckpointError: anything unusable (one line starting with the path).
+    """
+    file = _weights_file(path)
+    if is_safetensors(file):
+        state_dict, metadata = _read_safetensors(file)
+        fmt = "safetensors"
+    else:
+        obj = read_checkpoint(file)
+        if not isinstance(obj, dict):
+            raise CheckpointError(f"{file}: expected a state dict, found {type(obj).__name__}")
+        metadata, fmt = None, "pth"
+        for key in ("model", "state_dict", "net"):
+            if isinstance(obj.get(key), dict):
+                metadata = dict(obj.get("args") or {})
+                obj = obj[key]
+                break
+        state_dict = obj
+    state_dict = strip_module_prefix(state_dict)
+    _check_dtypes(file, state_dict)
+    facts = metadata or {}
+    return Weights(
+        state_dict, _recorded_size(file, facts), _recorded_types(file, facts), metadata, fmt
+    )
 
 
 def infer_model_size(state_dict: dict[str, torch.Tensor]) -> dict[str, int] | None:
@@ -116,31 +414,64 @@ def infer_model_size(state_dict: dict[str, torch.Tensor]) -> dict[str, int] | No
 def load_model_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
     """Return (state_dict with official key names, model size or None).
 
-    Understands the official flat state dicts, ``{"model": ..., "args": ...}`` training
-    checkpoints and exports, and ``{"state_dict": ...}`` wrappers. The size is the stored one
-    completed from the tensor shapes (a flat official file gives the paper's 64/5/5), None only
-    when the dict is not AirNet's (the strict load then names the keys).
+    Reads every source of ``read_weights``. The size is the recorded one completed from the
+    tensor shapes (a flat official file gives the paper's 64/5/5), None only when the dict is
+    not AirNet's (the strict load then names the keys).
 
     Raises:
-        CheckpointError: the stored size contradicts the tensors (one line).
+        CheckpointError: the recorded size contradicts the tensors (one line).
     """
-    path = Path(path)
-    obj = read_checkpoint(path)
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a state dict, found {type(obj).__name__}")
-    stored = {}
-    for key in ("model", "state_dict", "net"):
-        if isinstance(obj.get(key), dict):
-            args = obj.get("args") or {}
-            stored = {k: args[k] for k in MODEL_KWARGS if k in args}
-            obj = obj[key]
-            break
-    state_dict = strip_module_prefix(obj)
-    inferred = infer_model_size(state_dict)
+    weights = read_weights(path)
+    inferred = infer_model_size(weights.state_dict)
+    recorded = weights.size or {}
     if inferred is not None:
-        wrong = {k: v for k, v in stored.items() if k in inferred and inferred[k] != v}
+        wrong = {k: v for k, v in recorded.items() if k in inferred and inferred[k] != v}
         if wrong:
             said = ", ".join(f"{k} {v}" for k, v in wrong.items())
             found = ", ".join(f"{k} {inferred[k]}" for k in wrong)
             raise CheckpointError(f"{path}: it records {said} but its tensors are {found}")
-    return state_dict, {**(inferred or {}), **stored} or None
+    size = {**(inferred or {}), **recorded}
+    return weights.state_dict, size or None
+
+
+def trained_types(path: str | Path) -> list[str] | None:
+    """The degradation types a checkpoint records as trained on (decision 5), or None for a
+    file that does not say (the official flat files). Reads only the header of a
+    safetensors file."""
+    file = _weights_file(path)
+    if is_safetensors(file):
+        return _recorded_types(file, _read_safetensors_metadata(file))
+    return read_weights(file).de_type
+
+
+def describe_trained_types(types: list[str] | None) -> str:
+    """One line for the logs: ``trained types: denoise_15 derain`` or ``trained types: not
+    recorded`` (None or an empty list)."""
+    return f"trained types: {' '.join(types) if types else 'not recorded'}"
+
+
+def save_weights_as(
+    like: Weights, state_dict: dict[str, torch.Tensor], path: str | Path, extra: dict[str, Any]
+) -> None:
+    """Write ``state_dict`` in the format of ``like`` (a file read by read_weights) with its
+    recorded facts plus ``extra``: safetensors, ``{"model", "args"}``, or a flat state dict
+    (which records nothing, so ``extra`` is dropped)."""
+    if like.format == "safetensors":
+        size = {**(infer_model_size(state_dict) or {}), **(like.size or {})}
+        facts = {
+            k: v for k, v in (like.metadata or {}).items() if k not in (*MODEL_KWARGS, "de_type")
+        }
+        save_safetensors_atomic(state_dict, path, size, like.de_type, {**facts, **extra})
+    elif like.metadata is not None:
+        save_checkpoint_atomic({"model": state_dict, "args": {**like.metadata, **extra}}, path)
+    else:
+        save_checkpoint_atomic(state_dict, path)
+
+
+def default_checkpoint(official: str | Path) -> tuple[Path, str]:
+    """(file, description): the official ``official`` file when present (in the current
+    folder, else in this repository), otherwise the weights shipped in ckpt/."""
+    for candidate in (Path(official), REPO_ROOT / official):
+        if candidate.is_file():
+            return candidate, "official weights"
+    return SHIPPED_WEIGHTS, SHIPPED_DESCRIPTION
