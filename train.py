@@ -64,6 +64,7 @@ from utils.image_io import save_image
 from utils.precision import PRECISIONS, needs_grad_scaler, warn_if_slow_precision
 from utils.stop import GracefulStop
 from utils.task_loss import (
+    HEAD_LR_SCALE,
     RestorerWithUncertainty,
     UncertaintyHead,
     per_type_l1,
@@ -754,8 +755,10 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
     head = None
     if args.loss_weighting == "tur":
         head = UncertaintyHead(args.n_feats).to(device).train()
-    parameters = list(model.parameters()) + (list(head.parameters()) if head else [])
-    optimizer = torch.optim.Adam(parameters, lr=args.lr)
+    groups = [{"params": list(model.parameters())}]
+    if head is not None:
+        groups.append({"params": list(head.parameters()), "lr_scale": HEAD_LR_SCALE})
+    optimizer = torch.optim.Adam(groups, lr=args.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(args.precision))
 
     position = Position()
@@ -838,8 +841,9 @@ def train_loop(
     while position.epoch < args.epochs and not stopped:
         epoch = position.epoch
         encoder_only = epoch < args.epochs_encoder
-        for group in run.optimizer.param_groups:
+        for group in run.optimizer.param_groups:  # the uncertainty head's has an lr_scale
             group["lr"] = lr_at_epoch(epoch, args.lr, args.epochs_encoder)
+            group["lr"] *= group.get("lr_scale", 1.0)
         if net_phase != encoder_only:
             net = None
             gc.collect()  # the old DDP wrapper's gradient hooks go with it

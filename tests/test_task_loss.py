@@ -15,6 +15,7 @@ from option import parse_args
 from tests.test_train import REPO, tiny_args
 from train import main
 from utils.task_loss import (
+    HEAD_LR_SCALE,
     U_START,
     RestorerWithUncertainty,
     UncertaintyHead,
@@ -207,3 +208,10 @@ def test_tur_resumes_to_the_same_weights_and_head(tmp_path):
     ]
     for name, value in heads[0].items():
         assert torch.equal(value, heads[1][name]), name
+
+
+def test_head_learns_at_a_multiple_of_the_schedule(tmp_path):
+    main(parse_args(tiny_args(tmp_path, *TUR, "--lr", "1e-3")))
+    groups = torch.load(tmp_path / "ckpt/airnet_last_train.pth", weights_only=True)["optimizer"]
+    rates = [group["lr"] for group in groups["param_groups"]]
+    assert rates == pytest.approx([1e-3, 1e-3 * HEAD_LR_SCALE])

@@ -32,6 +32,10 @@ import torch.nn.functional as F
 LOSS_WEIGHTINGS = ("none", "tur")
 U_FLOOR = 0.01  # L1 of 2.55 grey levels: caps a type's weight 1/ū at 100 (a σ 50 type's ~40)
 U_START = 0.05  # the head starts near a typical early-training L1 (about 13 grey levels)
+# The head starts from nothing, often beside a restorer that is only fine-tuned at a low rate
+# (--init_from): at the restorer's rate its per-type scales barely separate in a thousand
+# steps, so it learns at ten times the rate of the schedule.
+HEAD_LR_SCALE = 10.0
 
 
 class UncertaintyHead(nn.Module):
