@@ -33,7 +33,13 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
 from net import AirNet, load_airnet  # noqa: E402
-from utils.image_files import ImageReadError, image_size, read_image_alpha, save_image  # noqa: E402
+from utils.image_files import (  # noqa: E402
+    ImageReadError,
+    distinct_names,
+    image_size,
+    read_image_alpha,
+    save_image,
+)
 from utils.restore import resolve_device, restore  # noqa: E402
 from utils.tiling import check_tile  # noqa: E402
 
@@ -159,9 +165,11 @@ def restore_files(
     """Restore the uploaded images: ([(input, result)], result PNG paths, messages).
 
     ``tile``: 0 or None restores whole images (tiles only when memory is short), else tiles of
-    that size (see ``tile_size``). Files that fail are named in the messages and skipped;
-    AppError when nothing can be done (no images, too many, a bad tile size, bad weights) or no
-    image could be restored.
+    that size (see ``tile_size``). Each result is ``NAME_restored.png``, a distinct name per
+    upload (``utils.image_files.distinct_names``: ``photo_png_restored.png`` and
+    ``photo_jpg_restored.png``; the same name twice gets ``photo_2_restored.png``). Files that
+    fail are named in the messages and skipped; AppError when nothing can be done (no images,
+    too many, a bad tile size, bad weights) or no image could be restored.
     """
     if not files:
         raise AppError("Upload one or more images first.")
@@ -171,7 +179,10 @@ def restore_files(
     model = load_model(choice, upload, device_name)
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="airnet_app_"))
     pairs, outputs, messages = [], [], []
-    for name in files:
+    # Uploads of one name sit in different cache folders: the names the user gave tell them
+    # apart, or a number does (photo_restored.png, photo_2_restored.png).
+    uploaded = [Path(Path(name).name) for name in files]
+    for name, out_name in zip(files, distinct_names(uploaded, "_restored.png"), strict=True):
         path = Path(name)
         try:
             rgb, alpha = read_checked(path)
@@ -182,7 +193,7 @@ def restore_files(
         report = {}
         restored = restore(rgb, model, tile, TILE_OVERLAP, report=report)
         seconds = time.perf_counter() - start
-        out_path = out_dir / f"{path.stem}_restored.png"
+        out_path = out_dir / out_name
         save_image(out_path, restored, alpha)
         pairs.append((rgb, restored))
         outputs.append(out_path)

@@ -2,7 +2,9 @@
 
     python demo.py --test_path photos/ --output_path restored/ --ckpt ckpt/All.pth
 
-Each output keeps the input's size (no crop) and name, as ``NAME.png``. ``--tile N`` restores
+Each output keeps the input's size (no crop) and name, as ``NAME.png``; inputs that would share
+an output name keep what tells them apart (``photo_jpg.png``, ``photo_png.png``: the rule is
+``utils.image_files.distinct_names``). ``--tile N`` restores
 large images tile by tile with bounded memory (tiles are blended, so no seams show); without it
 a tile size is picked automatically when the image would not fit in memory. ``--compare`` also
 writes ``compare/NAME.png`` with the input and the result side by side.
@@ -34,7 +36,7 @@ from PIL import Image
 
 from net import load_airnet
 from utils.checkpoint import default_checkpoint
-from utils.image_files import find_inputs, image_mode
+from utils.image_files import distinct_names, find_inputs, image_mode
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image_alpha
 from utils.precision import PRECISIONS, warn_if_slow_precision
 from utils.restore import resolve_device, restore
@@ -121,15 +123,6 @@ def save_png_atomic(image: Image.Image, path: Path) -> None:
         raise
 
 
-def output_names(inputs: list[Path]) -> dict[Path, str]:
-    """NAME.png for each input; inputs sharing a stem (a.jpg, a.png) keep their suffix in it."""
-    stems = [p.stem for p in inputs]
-    return {
-        p: f"{p.stem}.png" if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix[1:]}.png"
-        for p in inputs
-    }
-
-
 def restore_file(path: Path, out_path: Path, model, args: argparse.Namespace) -> None:
     """Read, restore and write one image; raises ImageReadError for unreadable files."""
     rgb, alpha = read_image_alpha(path)
@@ -180,7 +173,7 @@ def main(args: argparse.Namespace) -> int:
     logger.info("device: %s, checkpoint: %s (%s), %d image(s)", device, ckpt, which, len(inputs))
     warn_if_slow_precision(args.precision, device)
 
-    names = output_names(inputs)
+    names = dict(zip(inputs, distinct_names(inputs), strict=True))
     failed = []
     for path in inputs:
         out_path = args.output_path / names[path]

@@ -7,7 +7,9 @@ Needs only numpy, pillow and onnxruntime. Reading, writing and tiling are the sa
 PyTorch path's (``utils.image_files``, ``utils.tiling``): EXIF orientation applied, grayscale,
 palette and 16-bit images read as 8-bit RGB, transparency composited on white and put back into
 the result; big images are restored in blended tiles (``--tile``, or automatically when the
-free memory would not hold the whole image). Each result is ``NAME.png`` in ``--output``.
+free memory would not hold the whole image). Each result is ``NAME.png`` in ``--output``;
+inputs that would share a name keep what tells them apart (``utils.image_files.distinct_names``,
+as demo.py).
 Unreadable files are reported with their path and skipped; the exit code is then 1.
 """
 
@@ -26,6 +28,7 @@ from utils.image_files import (
     IMAGE_EXTENSIONS,
     ImageReadError,
     array_to_image,
+    distinct_names,
     find_inputs,
     image_to_array,
     read_image_alpha,
@@ -160,11 +163,11 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_SETUP
     logger.info("%s on %s, %d image(s)", args.model, session.get_providers()[0], len(inputs))
 
-    failed, written = [], set()
-    for path in inputs:
-        out_path = args.output / f"{path.stem}.png"
-        if out_path in written or out_path.resolve() == path.resolve():
-            logger.error("skipped %s: %s is taken or is the input itself", path, out_path)
+    failed, written = [], 0
+    for path, name in zip(inputs, distinct_names(inputs), strict=True):
+        out_path = args.output / name
+        if out_path.resolve() == path.resolve():
+            logger.error("skipped %s: the result would overwrite it; choose --output", path)
             failed.append(path)
             continue
         start = time.perf_counter()
@@ -175,9 +178,9 @@ def main(args: argparse.Namespace) -> int:
             failed.append(path)
             continue
         save_image(out_path, restore_array(session, rgb, args.tile, args.tile_overlap), alpha)
-        written.add(out_path)
+        written += 1
         logger.info("%s -> %s (%.2f s)", path, out_path, time.perf_counter() - start)
-    logger.info("restored %d of %d image(s) into %s", len(written), len(inputs), args.output)
+    logger.info("restored %d of %d image(s) into %s", written, len(inputs), args.output)
     if failed:
         logger.error("%d file(s) failed: %s", len(failed), ", ".join(map(str, failed)))
         return EXIT_FAILED

@@ -55,6 +55,7 @@ from utils.eval_dataset import (
     find_denoise_sets,
     find_derain_sets,
 )
+from utils.image_files import distinct_names
 from utils.image_io import ImageReadError, image_to_tensor, read_image, save_image, tensor_to_image
 from utils.metrics import psnr, ssim
 from utils.precision import PRECISIONS, warn_if_slow_precision
@@ -242,7 +243,10 @@ def evaluate_set(
     result = SetResult(test_set.name, task)
     device = next(model.parameters()).device
     start = time.perf_counter()
-    for pair in tqdm(test_set.pairs, desc=f"{test_set.name} {task}", unit="img"):
+    # --save_images: a file name per pair ("a.jpg" and "a.png" -> a_jpg.png, a_png.png)
+    saved_names = distinct_names([Path(pair.name) for pair in test_set.pairs])
+    pairs = tqdm(test_set.pairs, desc=f"{test_set.name} {task}", unit="img")
+    for pair, saved_name in zip(pairs, saved_names, strict=True):
         try:
             degraded, target = load_pair(pair, sigma, args)
             check_size(pair, target, args.full_size)
@@ -301,7 +305,7 @@ def evaluate_set(
             }
         )
         if args.save_images:
-            out = args.output_path / "images" / test_set.name / task / f"{Path(pair.name).stem}.png"
+            out = args.output_path / "images" / test_set.name / task / saved_name
             save_image(out, tensor_to_image(restored))
     result.seconds = time.perf_counter() - start
     return result
@@ -317,7 +321,28 @@ def find_sets(args: argparse.Namespace) -> list[ImageSet]:
     for task in MODE_TASKS[args.mode]:
         finder, paths = finders[task]
         sets.extend(finder(paths))
+    name_sets_apart(sets)
     return sets
+
+
+def name_sets_apart(sets: list[ImageSet]) -> None:
+    """Sets of one task that share a name (``a/CBSD68``, ``b/CBSD68``) are renamed by the
+    folders that tell them apart (``a_CBSD68``, ``b_CBSD68``: ``distinct_names``), so their
+    rows in results.csv and their saved images never collide."""
+    for task in dict.fromkeys(s.task for s in sets):
+        same_task = [s for s in sets if s.task == task]
+        labels = [set_folder(s).parent / s.name for s in same_task]
+        for test_set, name in zip(same_task, distinct_names(labels, None), strict=True):
+            test_set.name = name
+
+
+def set_folder(test_set: ImageSet) -> Path:
+    """The folder holding a set's files (their common parent), absolute; empty set: its name."""
+    files = [p for pair in test_set.pairs for p in (pair.target, pair.degraded) if p is not None]
+    files += [path for path, _ in test_set.problems]
+    if not files:
+        return Path(os.path.abspath(test_set.name))
+    return Path(os.path.commonpath([os.path.abspath(p.parent) for p in files]))
 
 
 def format_table(summaries: list[dict]) -> str:

@@ -10,7 +10,9 @@ returns the alpha channel too, so a demo can put it back). Files that declare mo
 from __future__ import annotations
 
 import logging
+import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +42,76 @@ def list_images(folder: str | Path) -> list[Path]:
         elif path.is_file():
             logger.info("skipping %s: not an image file", path)
     return images
+
+
+def distinct_names(paths: Sequence[str | Path], suffix: str | None = ".png") -> list[str]:
+    """One output name per input, no two alike (decision 9); every writer names its outputs
+    with it: demo.py, restore_onnx.py, test.py (saved images, set names), app.py's downloads.
+
+    The rule, applied in order; names compare case-insensitively, as the file systems of macOS
+    and Windows do:
+    1. the input's stem + ``suffix``: ``photo.jpg`` -> ``photo.png`` (``suffix`` None keeps the
+       input's own extension: ``photo.jpg``);
+    2. inputs that share that name keep what tells them apart: their extension where it
+       differs (``photo.jpg``, ``photo.png`` -> ``photo_jpg.png``, ``photo_png.png``), then
+       their folders, nearest first, as far up as needed (``seq1/0001.png``,
+       ``seq2/0001.png`` -> ``seq1_0001.png``, ``seq2_0001.png``). Hazy parameters are part
+       of the stem and stay (``0001_0.8_0.2.png``);
+    3. a name still taken, by another input's name from step 1 (``photo_png.png`` for the
+       input ``photo_png.png`` beside ``photo.png`` and ``photo.jpg``) or by the same file
+       given twice, gets ``_2``, ``_3``, ... before ``suffix``, in input order. Names from
+       step 1 are never changed.
+
+    Args:
+        paths: the inputs, in the order their outputs are written.
+        suffix: the outputs' ending, with its dot (".png", "_restored.png"); None keeps each
+            input's extension.
+
+    Returns:
+        The names, one per input, in order (file names only: no folders).
+    """
+    paths = [Path(p) for p in paths]
+    ends = [p.suffix if suffix is None else suffix for p in paths]
+    cores = [p.stem for p in paths]
+
+    def clashes() -> list[list[int]]:
+        """Indices of inputs whose current names are alike, group by group."""
+        groups: dict[str, list[int]] = {}
+        for i, (core, end) in enumerate(zip(cores, ends, strict=True)):
+            groups.setdefault((core + end).casefold(), []).append(i)
+        return [members for members in groups.values() if len(members) > 1]
+
+    first = clashes()
+    plain = set(range(len(paths))) - {i for members in first for i in members}
+    for members in first:
+        if suffix is not None and len({paths[i].suffix.casefold() for i in members}) > 1:
+            for i in members:
+                cores[i] += f"_{paths[i].suffix[1:]}" if paths[i].suffix else ""
+    for members in clashes():
+        if plain.isdisjoint(members):
+            _prepend_folders(members, paths, cores)
+    taken = {(cores[i] + ends[i]).casefold() for i in plain}
+    names = [cores[i] + ends[i] if i in plain else "" for i in range(len(paths))]
+    for i in sorted(set(range(len(paths))) - plain):
+        name, count = cores[i] + ends[i], 1
+        while name.casefold() in taken:
+            count += 1
+            name = f"{cores[i]}_{count}{ends[i]}"
+        taken.add(name.casefold())
+        names[i] = name
+    return names
+
+
+def _prepend_folders(members: list[int], paths: list[Path], cores: list[str]) -> None:
+    """Prefix the inputs ``members`` (alike so far) with as many of their folders, nearest
+    first, as make them all differ; unchanged when none does (the same file twice)."""
+    folders = {i: Path(os.path.abspath(paths[i])).parent.parts[1:] for i in members}
+    for depth in range(1, max(len(f) for f in folders.values()) + 1):
+        labels = {i: "_".join([*folders[i][-depth:], cores[i]]) for i in members}
+        if len({label.casefold() for label in labels.values()}) == len(members):
+            for i, label in labels.items():
+                cores[i] = label
+            return
 
 
 def find_inputs(path: str | Path) -> list[Path]:
