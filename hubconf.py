@@ -2,6 +2,7 @@
 
 model = torch.hub.load("path/to/AirNet", "airnet", source="local", pretrained=True)  # shipped
 model = torch.hub.load("path/to/AirNet", "airnet", source="local", checkpoint="ckpt/All.pth")
+model = torch.hub.load("path/to/AirNet", "airnet", source="local", checkpoint="hf://owner/name")
 from utils.restore import restore  # importable once torch.hub has loaded this repository
 restored = restore(rgb_uint8, model)
 """
@@ -28,9 +29,10 @@ def airnet(
 
     Args:
         checkpoint: an official file (All.pth, Denoise.pth, ...) or a checkpoint of this
-            repository, ``.pth`` or ``.safetensors`` (told apart by content); a relative path is
-            taken from the current directory. None (and not ``pretrained``) gives random
-            weights (for tests, or to train from).
+            repository, ``.pth`` or ``.safetensors`` (told apart by content), a Hugging Face
+            Hub folder (scripts/make_hub_folder.py) or ``hf://owner/name`` (needs
+            requirements-hub.txt); a relative path is taken from the current directory. None
+            (and not ``pretrained``) gives random weights (for tests, or to train from).
         device: where to put the model.
         pretrained: without ``checkpoint``, load the weights shipped in ckpt/ (a small AirNet
             trained by this repository's train.py, not the paper's: ckpt/MODEL_CARD.md).

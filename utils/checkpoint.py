@@ -1,6 +1,6 @@
 """Reading and writing checkpoints safely.
 
-Weights are read from two formats, recognised by their content, never by their extension:
+Weights are read from four sources, recognised by their content, never by their extension:
 
 - a PyTorch file (zip or legacy pickle): the official flat state dicts, our exports
   ``{"model": state_dict, "args": {...}}`` and training checkpoints, ``{"state_dict": ...}``
@@ -8,7 +8,11 @@ Weights are read from two formats, recognised by their content, never by their e
 - a safetensors file: an 8-byte little-endian header length, a JSON header, then the raw
   tensors. Its string metadata records the model size (``n_feats``, ``n_groups``,
   ``n_blocks``), the trained degradation types (``de_type``) and any extra facts, every value
-  JSON-encoded.
+  JSON-encoded;
+- a Hugging Face Hub folder: ``model.safetensors`` + ``config.json`` (size and ``de_type``),
+  as ``scripts/make_hub_folder.py`` writes it; a folder without both files is refused;
+- ``hf://owner/name``: such a folder fetched from the Hub by ``huggingface_hub`` (an optional
+  install, requirements-hub.txt), imported only then. Only that form is sent to the network.
 
 A size that the file does not record is inferred from the tensor shapes. Every unusable file
 raises one line (CheckpointError or FileNotFoundError) that starts with the path and says why.
@@ -28,7 +32,7 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import IO, Any
 
 import torch
@@ -39,6 +43,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_WEIGHTS = REPO_ROOT / "ckpt" / "airnet-small-repo-trained.pth"
 SHIPPED_DESCRIPTION = "weights trained by this repository (not the paper's; ckpt/MODEL_CARD.md)"
 
+HUB_WEIGHTS, HUB_CONFIG = "model.safetensors", "config.json"  # a Hub folder holds both
+HUB_PREFIX = "hf://"
+HUB_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 # Integer buffers of AirNet's state dict (MoCo's queue pointer, BatchNorm's batch counter);
 # every other tensor is floating point.
 INTEGER_KEYS = ("queue_ptr", "num_batches_tracked")
@@ -296,13 +303,72 @@ def _read_safetensors_metadata(path: Path) -> dict[str, Any]:
     return _decode_metadata(metadata if isinstance(metadata, dict) else {})
 
 
-def _weights_file(path: str | Path) -> Path:
-    """``path`` as a Path, checked to be a file (one line if not)."""
+def is_hub_reference(path: str | PurePath) -> bool:
+    """True for ``hf://owner/name`` (as a string; pathlib writes it ``hf:/owner/name``)."""
+    text = str(path)
+    prefix = "hf:/" if isinstance(path, PurePath) else HUB_PREFIX
+    return text.startswith(prefix)
+
+
+def fetch_hub_folder(reference: str | PurePath) -> Path:
+    """The local folder of ``hf://owner/name``: downloaded (or taken from the cache; offline
+    with HF_HUB_OFFLINE=1) by ``huggingface_hub.snapshot_download``, only the two files a
+    Hub folder needs.
+
+    Raises:
+        CheckpointError: not of that form, huggingface_hub missing, or the download failed.
+    """
+    text = str(reference)
+    repo_id = text.removeprefix(HUB_PREFIX if text.startswith(HUB_PREFIX) else "hf:/")
+    if not HUB_REPO_ID.fullmatch(repo_id):
+        raise CheckpointError(f"{text}: a Hub checkpoint is written hf://owner/name")
+    try:
+        import huggingface_hub
+    except ImportError as error:
+        raise CheckpointError(
+            f"{text}: fetching from the Hugging Face Hub needs huggingface_hub: "
+            "pip install -r requirements-hub.txt"
+        ) from error
+    try:
+        folder = huggingface_hub.snapshot_download(
+            repo_id, allow_patterns=[HUB_WEIGHTS, HUB_CONFIG]
+        )
+    except Exception as error:  # the hub raises many kinds (offline, not found, HTTP)
+        first_line = (str(error).splitlines() or [type(error).__name__])[0]
+        raise CheckpointError(
+            f"{text}: cannot fetch it from the Hub ({first_line[:200]})"
+        ) from error
+    if not all((Path(folder) / name).is_file() for name in (HUB_WEIGHTS, HUB_CONFIG)):
+        raise CheckpointError(f"{text}: the Hub repository lacks {HUB_WEIGHTS} or {HUB_CONFIG}")
+    return Path(folder)
+
+
+def _read_hub_config(path: Path) -> dict[str, Any]:
+    """config.json of a Hub folder, as a dict."""
+    try:
+        config = json.loads((path / HUB_CONFIG).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path / HUB_CONFIG}: not valid JSON ({error})") from error
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path / HUB_CONFIG}: expected a JSON object")
+    return config
+
+
+def _weights_file(path: str | Path) -> tuple[Path, dict[str, Any] | None]:
+    """(the file that holds the tensors, a Hub folder's config or None); fetches hf://."""
+    if is_hub_reference(path):
+        path = fetch_hub_folder(path)
     path = Path(path)
+    if path.is_dir():
+        if (path / HUB_WEIGHTS).is_file() and (path / HUB_CONFIG).is_file():
+            return path / HUB_WEIGHTS, _read_hub_config(path)
+        raise FileNotFoundError(
+            f"{path}: is a folder, not a checkpoint (a Hub folder holds {HUB_WEIGHTS} and "
+            f"{HUB_CONFIG})"
+        )
     if not path.is_file():
-        what = "is a folder, not a checkpoint" if path.is_dir() else "checkpoint not found"
-        raise FileNotFoundError(f"{path}: {what}")
-    return path
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    return path, None
 
 
 @dataclass
@@ -314,7 +380,7 @@ class Weights:
         size: the model size the file records (some or all of MODEL_KWARGS), or None.
         de_type: the degradation types the file records as trained, or None (not recorded).
         metadata: everything else the file records (a ``.pth``'s "args", a safetensors
-            file's decoded metadata); None for a flat state dict.
+            file's decoded metadata, a Hub folder's config.json); None for a flat state dict.
         format: "safetensors" or "pth".
     """
 
@@ -364,10 +430,10 @@ def read_weights(path: str | Path) -> Weights:
     """Read any weights source (module docstring) on the CPU.
 
     Raises:
-        FileNotFoundError: missing file, or a folder (one line).
+        FileNotFoundError: missing file, or a folder that is not a Hub folder (one line).
         CheckpointError: anything unusable (one line starting with the path).
     """
-    file = _weights_file(path)
+    file, config = _weights_file(path)
     if is_safetensors(file):
         state_dict, metadata = _read_safetensors(file)
         fmt = "safetensors"
@@ -382,6 +448,8 @@ def read_weights(path: str | Path) -> Weights:
                 obj = obj[key]
                 break
         state_dict = obj
+    if config is not None:  # a Hub folder: its config.json speaks for it
+        metadata = {**(metadata or {}), **config}
     state_dict = strip_module_prefix(state_dict)
     _check_dtypes(file, state_dict)
     facts = metadata or {}
@@ -437,8 +505,10 @@ def load_model_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
 def trained_types(path: str | Path) -> list[str] | None:
     """The degradation types a checkpoint records as trained on (decision 5), or None for a
     file that does not say (the official flat files). Reads only the header of a
-    safetensors file."""
-    file = _weights_file(path)
+    safetensors file or a Hub folder's config.json."""
+    file, config = _weights_file(path)
+    if config is not None:
+        return _recorded_types(file, config)
     if is_safetensors(file):
         return _recorded_types(file, _read_safetensors_metadata(file))
     return read_weights(file).de_type
