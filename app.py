@@ -29,7 +29,6 @@ import numpy as np
 # Before gradio is imported: no telemetry and no version check against the package index.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
-import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
 from net import AirNet, load_airnet  # noqa: E402
@@ -40,8 +39,14 @@ from utils.image_files import (  # noqa: E402
     read_image_alpha,
     save_image,
 )
+from utils.optional import exit_missing_package  # noqa: E402
 from utils.restore import resolve_device, restore  # noqa: E402
 from utils.tiling import check_tile  # noqa: E402
+
+try:
+    import gradio as gr
+except ImportError as error:
+    exit_missing_package(error, "requirements-app.txt")
 
 logger = logging.getLogger("app")
 

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from utils.image_files import (
     IMAGE_EXTENSIONS,
@@ -34,6 +33,7 @@ from utils.image_files import (
     read_image_alpha,
     save_image,
 )
+from utils.optional import exit_missing_package
 from utils.tiling import (
     Box,
     add_tile_arguments,
@@ -43,6 +43,11 @@ from utils.tiling import (
     check_tile_arguments,
     run_tiled,
 )
+
+try:
+    import onnxruntime as ort
+except ImportError as error:
+    exit_missing_package(error, "requirements-onnx.txt")
 
 logger = logging.getLogger("restore_onnx")
 

@@ -19,6 +19,8 @@ CASES = [
     ("export.py", "onnx", "requirements-onnx.txt", []),
     ("export.py", "onnxruntime", "requirements-onnx.txt", []),
     ("export.py", "onnxscript", "requirements-onnx.txt", []),
+    ("restore_onnx.py", "onnxruntime", "requirements-onnx.txt", []),
+    ("app.py", "gradio", "requirements-app.txt", []),
     ("scripts/baselines.py", "bm3d", "requirements-tools.txt", ["--denoise_path", "x"]),
     ("scripts/card_figures.py", "matplotlib", "requirements-tools.txt",
      ["curve", "--log", "log.jsonl", "--output", "curve.png"]),
