@@ -1,14 +1,15 @@
 """A local web page for AirNet: upload photos, restore them, compare and download.
 
-    python app.py                          # http://127.0.0.1:7860, weights from ckpt/*.pth
+    python app.py                          # http://127.0.0.1:7860, weights from ckpt/
     python app.py --ckpt my_run/airnet_best.pth --port 7861
 
 The page restores with the same ``utils.restore.restore`` as ``demo.py`` (tiles for big images,
 CPU or GPU) and reads images with the same code (EXIF orientation, grayscale, 16-bit, alpha).
-Weights: a ``.pth`` in ``ckpt/`` (``All.pth`` first when present), one given with ``--ckpt``, or a
-checkpoint uploaded in the page; every one is read by ``net.load_airnet`` (``weights_only``, so
-a checkpoint cannot run code) and must be at most ``MAX_CKPT_MB``. A wrong file, an image over
-the limits or a checkpoint that is not AirNet's shows a message in the page; the server goes on.
+Weights: a ``.pth`` or ``.safetensors`` in ``ckpt/`` (``All.pth`` first when present), one given
+with ``--ckpt``, or a checkpoint uploaded in the page; every one is read by ``net.load_airnet``
+(``weights_only``, so a checkpoint cannot run code) and must be at most ``MAX_CKPT_MB``. A wrong
+file, an image over the limits or a checkpoint that is not AirNet's shows a message in the page;
+the server goes on.
 
 The page fetches nothing from outside: analytics and Gradio's version check are off, and the
 default theme's fonts are served by the app itself.
@@ -68,8 +69,10 @@ class AppError(ValueError):
 
 
 def weight_choices(ckpt_dir: Path = CKPT_DIR, extra: list[Path] | None = None) -> list[str]:
-    """Checkpoints offered in the page: ``--ckpt`` files, then ckpt/All.pth, then other .pth."""
-    found = sorted(ckpt_dir.glob("*.pth"), key=lambda p: (p.name != "All.pth", p.name))
+    """Checkpoints offered in the page: ``--ckpt`` files, then ckpt/All.pth, then the other
+    .pth and .safetensors files."""
+    files = [*ckpt_dir.glob("*.pth"), *ckpt_dir.glob("*.safetensors")]
+    found = sorted(files, key=lambda p: (p.name != "All.pth", p.name))
     paths = [*(extra or []), *found]
     return [*dict.fromkeys(str(p) for p in paths), UPLOADED]
 
@@ -98,7 +101,7 @@ def checkpoint_path(choice: str | None, upload: str | None) -> Path:
     """The file behind the weights' choice; an uploaded one is checked for its size."""
     if choice == UPLOADED or not choice:
         if not upload:
-            raise AppError("Choose weights, or upload a checkpoint (.pth) first.")
+            raise AppError("Choose weights, or upload a checkpoint (.pth or .safetensors) first.")
         path = Path(upload)
         megabytes = path.stat().st_size / 2**20
         if megabytes > MAX_CKPT_MB:
@@ -239,7 +242,9 @@ def build_app(choices: list[str]) -> gr.Blocks:
                     label="Images", file_count="multiple", file_types=["image"], elem_id="images"
                 )
                 choice = gr.Dropdown(choices, value=choices[0], label="Weights")
-                upload = gr.File(label="Checkpoint (.pth), with 'uploaded checkpoint'")
+                upload = gr.File(
+                    label="Checkpoint (.pth or .safetensors), with 'uploaded checkpoint'"
+                )
                 device = gr.Radio(devices, value=devices[-1], label="Device")
                 tile = gr.Slider(
                     0,

@@ -40,7 +40,7 @@ import torch
 MODEL_KWARGS = ("n_feats", "n_groups", "n_blocks")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Weights trained by this repository's train.py (ckpt/MODEL_CARD.md), not the paper's.
-SHIPPED_WEIGHTS = REPO_ROOT / "ckpt" / "airnet-small-repo-trained.pth"
+SHIPPED_WEIGHTS = REPO_ROOT / "ckpt" / "airnet-small-repo-trained.safetensors"
 SHIPPED_DESCRIPTION = "weights trained by this repository (not the paper's; ckpt/MODEL_CARD.md)"
 
 HUB_WEIGHTS, HUB_CONFIG = "model.safetensors", "config.json"  # a Hub folder holds both
