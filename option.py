@@ -16,12 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from utils.config import ConfigError, config_to_argv, read_config
+from utils.pairing import describe_layouts
+from utils.train_dataset import SYNTHESIS, TYPE_FOLDERS, folder_flag
 
 DE_TYPES = ("denoise_15", "denoise_25", "denoise_50", "derain", "dehaze")
-# Choices beyond the paper's five (the default stays DE_TYPES): "clean", photos of --denoise_dir
-# given as their own target.
-TYPE_CHOICES = (*DE_TYPES, "clean")
+# Choices beyond the paper's five (the default stays DE_TYPES, decision 1): "clean", photos of
+# --denoise_dir given as their own target; "deblur" and "lowlight", the five-task setting's.
+# Each type's data folders come from utils/train_dataset.py's one mapping, TYPE_FOLDERS.
+TYPE_CHOICES = tuple(TYPE_FOLDERS)
 PATCHES_PER_TYPE_PER_EPOCH = 400  # the official epoch: 400 * len(de_type) samples
+# Sample data in a clone; deblur and lowlight have none, so no default.
 DEFAULT_DIRS = {"derain": "data/train/derain/", "dehaze": "data/train/dehaze/"}
 
 
@@ -54,7 +58,9 @@ def get_parser() -> argparse.ArgumentParser:
         metavar="TYPE",
         help=f"degradations to train on, one or more of {{{', '.join(TYPE_CHOICES)}}}; clean: "
         "photos of --denoise_dir as their own target, validated on --val_denoise_dir (PSNR of "
-        "output vs input and brightness change), not part of psnr/mean",
+        "output vs input and brightness change), not part of psnr/mean; the five-task setting: "
+        "denoise_25 derain dehaze deblur lowlight (deblur and lowlight need --deblur_dir and "
+        "--lowlight_dir, or --synthetic)",
     )
     recipe.add_argument("--patch_size", type=int, default=128, help="side of the training crops")
     recipe.add_argument("--num_workers", type=int, default=16, help="data-loader worker processes")
@@ -74,24 +80,44 @@ def get_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--derain_dir",
         default=None,
-        help=f"rainy/rain-N.png with ground truth gt/norain-N.png (default {DEFAULT_DIRS['derain']}"
-        ", or synthetic rain with --synthetic derain)",
+        help=f"rain pairs: {describe_layouts('derain')}; rain-N pairs with norain-N (default "
+        f"{DEFAULT_DIRS['derain']}, or synthetic rain with --synthetic derain)",
     )
     data.add_argument(
         "--dehaze_dir",
         default=None,
-        help="synthetic/**/XXXX_A_B.jpg with ground truth original/XXXX.jpg (default "
-        f"{DEFAULT_DIRS['dehaze']}, or synthetic haze with --synthetic dehaze)",
+        help=f"haze pairs: {describe_layouts('dehaze')}; XXXX_A_B (RESIDE) pairs with XXXX, any "
+        f"other name with the same name (default {DEFAULT_DIRS['dehaze']}, or synthetic haze "
+        "with --synthetic dehaze)",
+    )
+    data.add_argument(
+        "--deblur_dir",
+        default=None,
+        help=f"blur pairs with equal names: {describe_layouts('deblur')} (GoPro_Large/train; "
+        "blur_gamma/ is ignored), or synthetic blur with --synthetic deblur",
+    )
+    data.add_argument(
+        "--lowlight_dir",
+        default=None,
+        help=f"low-light pairs with equal names: {describe_layouts('lowlight')} (LOL), or "
+        "synthetic low light with --synthetic lowlight",
     )
     data.add_argument(
         "--synthetic",
         nargs="+",
-        choices=tuple(DEFAULT_DIRS),
+        choices=tuple(SYNTHESIS),
         default=[],
         metavar="TYPE",
-        help="make derain and/or dehaze pairs from the clean photos of --denoise_dir on the fly "
-        "(utils/synthetic.py) instead of reading real pairs; a --derain_dir/--dehaze_dir given "
-        "on the command line still wins",
+        help=f"make {', '.join(SYNTHESIS)} pairs from the clean photos of --denoise_dir on the "
+        "fly, seeded per sample (utils/synthetic.py), instead of reading real pairs; the type's "
+        "own folder (--derain_dir ...), when given, still wins",
+    )
+    data.add_argument(
+        "--check_data",
+        action="store_true",
+        help="scan the data as training would (the training folders, and the validation "
+        "folders when --val_every > 0), print per type the images, pairs and skipped files "
+        "with why, and exit without training: 0 when every type is usable, 2 when not",
     )
     data.add_argument(
         "--output_path",
@@ -221,6 +247,18 @@ def get_parser() -> argparse.ArgumentParser:
         default="data/test/dehaze/SOTS_outdoor/",
         help="input/XXXX_A_B.* + target/XXXX.*",
     )
+    val.add_argument(
+        "--val_deblur_dir",
+        default=None,
+        help=f"held-out blur pairs ({describe_layouts('deblur', 'val')}; e.g. scripts/"
+        "make_split.py --val_deblur); needed when deblur is trained and validated",
+    )
+    val.add_argument(
+        "--val_lowlight_dir",
+        default=None,
+        help=f"held-out low-light pairs ({describe_layouts('lowlight', 'val')}; e.g. scripts/"
+        "make_split.py --val_lowlight, never LOL's eval15); needed when lowlight is validated",
+    )
     val.add_argument("--val_images", type=int, default=4, help="images per type (0: all)")
     val.add_argument(
         "--val_crop",
@@ -255,9 +293,11 @@ FROM_CHECKPOINT_UNLESS_GIVEN = (  # the schedule, cadences and data: given again
     "epochs", "epochs_encoder", "lr", "ema_decay", "precision", "val_every", "val_images",
     "val_crop", "checkpoint_every_minutes", "checkpoint_every_steps", "save_every",
     "log_every", "max_steps", "sync_bn", "data_file_dir", "denoise_dir", "derain_dir",
-    "dehaze_dir", "val_denoise_dir", "val_derain_dir", "val_dehaze_dir",
+    "dehaze_dir", "deblur_dir", "lowlight_dir", "val_denoise_dir", "val_derain_dir",
+    "val_dehaze_dir", "val_deblur_dir", "val_lowlight_dir",
 )  # fmt: skip
-# Never restored: device, num_workers, dcn_impl, resume, init_from, config and the output paths.
+# Never restored: device, num_workers, dcn_impl, resume, init_from, config, check_data and the
+# output paths.
 
 
 class SettingsError(ValueError):
@@ -380,6 +420,16 @@ def complete_settings(args: argparse.Namespace) -> None:
         name = f"{de_type}_dir"
         if getattr(args, name) is None and de_type not in args.synthetic:
             setattr(args, name, default)
+
+
+def data_folders(args: argparse.Namespace, validation: bool = False) -> dict[str, str | None]:
+    """The folder of each data key of TYPE_FOLDERS ("denoise", "derain", ...) from its flag
+    (``--KEY_dir``, or ``--val_KEY_dir`` with ``validation``), None where not given; what
+    utils/train_dataset.py's scans and builders take."""
+    return {
+        key: getattr(args, folder_flag(key, validation).removeprefix("--"))
+        for key in dict.fromkeys(TYPE_FOLDERS.values())
+    }
 
 
 def format_settings(settings: dict[str, Any]) -> str:

@@ -43,7 +43,13 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from net import AirNet
-from option import SettingsError, apply_checkpoint_settings, format_settings, parse_args
+from option import (
+    SettingsError,
+    apply_checkpoint_settings,
+    data_folders,
+    format_settings,
+    parse_args,
+)
 from utils.checkpoint import (
     MODEL_KWARGS,
     CheckpointError,
@@ -72,10 +78,14 @@ from utils.task_loss import (
 )
 from utils.train_dataset import (
     BalancedBatchSampler,
+    DataError,
     TrainDataset,
     ValidationImage,
     build_sources,
     build_validation_set,
+    format_data_check,
+    scan_training_data,
+    scan_validation_data,
     seed_worker,
 )
 from utils.validation import is_better_export, validate
@@ -283,14 +293,9 @@ def build_loader(
 ) -> tuple[DataLoader, BalancedBatchSampler]:
     try:
         sources = build_sources(
-            args.de_type,
-            args.denoise_dir,
-            args.derain_dir,
-            args.dehaze_dir,
-            args.data_file_dir,
-            synthetic=args.synthetic,
+            args.de_type, data_folders(args), args.data_file_dir, synthetic=args.synthetic
         )
-    except ValueError as error:  # a type without data
+    except DataError as error:  # a type without usable data
         raise SetupError(str(error)) from error
     dataset = TrainDataset(sources, args.patch_size)
     sampler = BalancedBatchSampler(
@@ -315,18 +320,35 @@ def build_loader(
 
 def load_validation_set(args: argparse.Namespace) -> list[ValidationImage]:
     """The held-out images of every trained type, read once before training starts."""
-    folders = {
-        "denoise": args.val_denoise_dir,
-        "derain": args.val_derain_dir,
-        "dehaze": args.val_dehaze_dir,
-    }
     try:
-        return build_validation_set(args.de_type, folders, args.val_images, args.val_crop)
-    except (FileNotFoundError, ValueError) as error:
-        raise FileNotFoundError(
-            f"validation set: {error} (point --val_denoise_dir, --val_derain_dir and "
-            "--val_dehaze_dir at held-out images, or train without validation: --val_every 0)"
+        return build_validation_set(
+            args.de_type, data_folders(args, validation=True), args.val_images, args.val_crop
+        )
+    except DataError as error:
+        raise SetupError(
+            f"validation set: {error} (or train without validation: --val_every 0)"
         ) from error
+
+
+def check_data(args: argparse.Namespace) -> bool:
+    """--check_data: scan the data as training would, with training's own functions
+    (utils/train_dataset.py: pairing, the size rule, unreadable files), the validation folders
+    too when --val_every > 0; print the table; True when every type is usable. A resumed run
+    (--resume) is checked with the checkpoint's settings (decision 6). No model is built."""
+    if args.resume:
+        load_training_checkpoint(resolve_checkpoint(args.resume), args, world_size=1)
+    parts = [
+        (
+            "training",
+            scan_training_data(
+                args.de_type, data_folders(args), args.data_file_dir, args.synthetic
+            ),
+        )
+    ]
+    if args.val_every:
+        parts.append(("validation", scan_validation_data(args.de_type, data_folders(args, True))))
+    print(format_data_check(parts), flush=True)
+    return all(scan.usable for _, scans in parts for scan in scans)
 
 
 def wrap_for_phase(
@@ -894,6 +916,8 @@ def cli() -> None:
     )
     args = parse_args()
     try:
+        if args.check_data:
+            raise SystemExit(0 if check_data(args) else EXIT_SETUP)
         with logging_redirect_tqdm():  # log lines do not break the progress bar
             result = main(args)
     except NonFiniteLossError as error:

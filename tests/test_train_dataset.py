@@ -14,10 +14,11 @@ from torch.utils.data import DataLoader
 from utils.image_io import read_image
 from utils.train_dataset import (
     BalancedBatchSampler,
+    DataError,
     TrainDataset,
     build_sources,
-    find_dehaze_pairs,
-    find_derain_pairs,
+    build_validation_set,
+    scan_training_data,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,7 +55,7 @@ def make_training_folders(root: Path, size: int = 64) -> dict[str, Path]:
 def test_scans_standard_layouts_and_skips_non_images(tmp_path, caplog):
     folders = make_training_folders(tmp_path)
     with caplog.at_level(logging.INFO):
-        sources = build_sources(ALL_TYPES, folders["denoise"], folders["derain"], folders["dehaze"])
+        sources = build_sources(ALL_TYPES, folders)
     assert [len(source.items) for source in sources] == [3, 3, 3, 3, 3]
     assert ".DS_Store" in caplog.text
     rainy, clean = sources[3].items[0]
@@ -76,22 +77,24 @@ def test_official_list_files_are_used_when_present(tmp_path):
     (folders["dehaze"] / "hazy" / "hazy_outside.txt").write_text(
         "synthetic/part1/0003_0.8_0.2.jpg\n\n"
     )
-    assert [p[0].name for p in find_derain_pairs(folders["derain"], lists)] == ["rain-2.png"]
-    assert [p[1].name for p in find_dehaze_pairs(folders["dehaze"], lists)] == ["0003.jpg"]
+    derain, dehaze = build_sources(["derain", "dehaze"], folders, lists)
+    assert [rainy.name for rainy, _ in derain.items] == ["rain-2.png"]
+    assert [clean.name for _, clean in dehaze.items] == ["0003.jpg"]
 
 
 def test_missing_partner_is_reported_with_its_path(tmp_path, caplog):
     folders = make_training_folders(tmp_path)
-    missing = folders["derain"] / "gt" / "norain-2.png"
-    missing.unlink()
+    (folders["derain"] / "gt" / "norain-2.png").unlink()
     with caplog.at_level(logging.WARNING):
-        pairs = find_derain_pairs(folders["derain"])
-    assert len(pairs) == 2
-    assert str(missing) in caplog.text
+        (source,) = build_sources(["derain"], folders)
+    assert len(source.items) == 2
+    rainy = folders["derain"] / "rainy" / "rain-2.png"
+    assert f"skipping {rainy}: no clean partner" in caplog.text
+    assert str(folders["derain"] / "gt" / "norain-2.*") in caplog.text  # the candidates tried
     for path in (folders["dehaze"] / "original").iterdir():
         path.unlink()
-    with pytest.raises(FileNotFoundError, match="no complete"):
-        find_dehaze_pairs(folders["dehaze"])
+    with pytest.raises(DataError, match=r"^--dehaze_dir .*no usable image for dehaze \(3 skipped"):
+        build_sources(["dehaze"], folders)
 
 
 def test_pairs_share_crop_and_transform(tmp_path):
@@ -99,7 +102,7 @@ def test_pairs_share_crop_and_transform(tmp_path):
     clean = read_image(sorted(SAMPLE_DENOISE.glob("*.jpg"))[0])
     _save(tmp_path / "rainy" / "rain-1.png", 255 - clean)
     _save(tmp_path / "gt" / "norain-1.png", clean)
-    sources = build_sources(["derain"], tmp_path, tmp_path, tmp_path)
+    sources = build_sources(["derain"], {"derain": tmp_path})
     sample = TrainDataset(sources, patch_size=32)[(0, 0, 123)]
     for i in (1, 2):
         assert torch.allclose(sample[f"degraded_{i}"], 1 - sample[f"clean_{i}"], atol=1e-6)
@@ -108,7 +111,7 @@ def test_pairs_share_crop_and_transform(tmp_path):
 
 def test_noise_has_the_sigma_of_its_type(tmp_path):
     folders = make_training_folders(tmp_path)
-    sources = build_sources(["denoise_50"], folders["denoise"], tmp_path, tmp_path)
+    sources = build_sources(["denoise_50"], folders)
     sample = TrainDataset(sources, patch_size=48)[(0, 1, 7)]
     residual = (sample["degraded_1"] - sample["clean_1"]) * 255
     assert 40 < residual.std().item() < 52  # sigma 50, a little less after clipping
@@ -117,7 +120,7 @@ def test_noise_has_the_sigma_of_its_type(tmp_path):
 
 def test_small_images_are_padded_with_a_message(tmp_path, caplog):
     _save(tmp_path / "small.png", np.full((20, 24, 3), 100, np.uint8))
-    sources = build_sources(["denoise_15"], tmp_path, tmp_path, tmp_path)
+    sources = build_sources(["denoise_15"], {"denoise": tmp_path})
     with caplog.at_level(logging.WARNING):
         sample = TrainDataset(sources, patch_size=32)[(0, 0, 1)]
     assert sample["clean_1"].shape == (3, 32, 32)
@@ -126,7 +129,7 @@ def test_small_images_are_padded_with_a_message(tmp_path, caplog):
 
 def test_batches_hold_every_type_once_with_two_workers(tmp_path):
     folders = make_training_folders(tmp_path)
-    sources = build_sources(ALL_TYPES, folders["denoise"], folders["derain"], folders["dehaze"])
+    sources = build_sources(ALL_TYPES, folders)
     dataset = TrainDataset(sources, patch_size=24)
     counts = [len(source.items) for source in sources]
 
@@ -171,7 +174,9 @@ def test_sampler_refuses_unbalanced_batches():
 def test_sample_data_folder_is_usable():
     """The committed sample data in its standard layouts (train.py's defaults)."""
     root = REPO / "data" / "train"
-    sources = build_sources(ALL_TYPES, root / "denoise", root / "derain", root / "dehaze")
+    sources = build_sources(
+        ALL_TYPES, {name: root / name for name in ("denoise", "derain", "dehaze")}
+    )
     assert all(len(source.items) >= 1 for source in sources)
 
 
@@ -179,9 +184,7 @@ def test_synthetic_types_are_made_from_the_clean_photos(tmp_path):
     folders = make_training_folders(tmp_path)
     sources = build_sources(
         ["denoise_25", "derain", "dehaze"],
-        folders["denoise"],
-        derain_dir=None,
-        dehaze_dir=None,
+        {"denoise": folders["denoise"]},
         synthetic=["derain", "dehaze"],
     )
     assert [source.synthetic for source in sources] == [False, True, True]
@@ -198,14 +201,184 @@ def test_synthetic_types_are_made_from_the_clean_photos(tmp_path):
 
 def test_real_pairs_win_over_synthetic(tmp_path):
     folders = make_training_folders(tmp_path)
-    sources = build_sources(
-        ["dehaze"], folders["denoise"], None, folders["dehaze"], synthetic=["dehaze"]
-    )
+    sources = build_sources(["dehaze"], folders, synthetic=["dehaze"])
     assert not sources[0].synthetic
     assert sources[0].items[0][0].parent.name == "part1"
 
 
 def test_a_type_without_pairs_or_synthesis_is_an_error(tmp_path):
     folders = make_training_folders(tmp_path)
-    with pytest.raises(ValueError, match="derain: no folder"):
-        build_sources(["derain"], folders["denoise"], None, None)
+    with pytest.raises(DataError, match="derain: no folder of real pairs .--derain_dir."):
+        build_sources(["derain"], {"denoise": folders["denoise"]})
+
+
+# ---------------------------------------------------------------------------------------------
+# Five-task layouts, the size rule, pairing by name (decisions 7 and 8, issues 20 and 22)
+# ---------------------------------------------------------------------------------------------
+
+
+def make_five_task_folders(root: Path, size: int = 48) -> dict[str, Path]:
+    """make_training_folders plus the five-task layouts as the datasets ship them, small:
+    deblur/ as GoPro_Large/train (two sequences of blur/ + sharp/ with equal names, and a
+    blur_gamma/ that must be ignored), lowlight/ as a LOL root (our485/low + our485/high,
+    eval15/ for testing), and held-out val/deblur (input/ + target/) and val/lowlight
+    (low/ + high/)."""
+    folders = make_training_folders(root, size)
+    photos = [read_image(p)[:size, :size] for p in sorted(folders["denoise"].glob("*.png"))]
+    blur = np.ones((1, 5, 1), np.float32) / 5  # a horizontal 5 px box: a crude motion blur
+    for index, clean in enumerate(photos):
+        padded = np.pad(clean.astype(np.float32), ((0, 0), (2, 2), (0, 0)), mode="edge")
+        blurred = sum(padded[:, k : k + size] * blur[0, k] for k in range(5)).astype(np.uint8)
+        dark = (clean // 8).astype(np.uint8)
+        sequence = root / "deblur" / f"GOPR000{index % 2}_11_00"
+        _save(sequence / "blur" / f"00000{index}.png", blurred)
+        _save(sequence / "blur_gamma" / f"00000{index}.png", blurred // 2)
+        _save(sequence / "sharp" / f"00000{index}.png", clean)
+        _save(root / "lowlight" / "our485" / "low" / f"{index}.png", dark)
+        _save(root / "lowlight" / "our485" / "high" / f"{index}.png", clean)
+        _save(root / "val" / "deblur" / "input" / f"{index}.png", blurred)
+        _save(root / "val" / "deblur" / "target" / f"{index}.png", clean)
+        _save(root / "val" / "lowlight" / "low" / f"{index}.png", dark)
+        _save(root / "val" / "lowlight" / "high" / f"{index}.png", clean)
+    _save(root / "lowlight" / "eval15" / "low" / "1.png", photos[0] // 8)
+    _save(root / "lowlight" / "eval15" / "high" / "1.png", photos[0])
+    return {
+        **folders,
+        "deblur": root / "deblur",
+        "lowlight": root / "lowlight",
+        "val_deblur": root / "val" / "deblur",
+        "val_lowlight": root / "val" / "lowlight",
+    }
+
+
+def test_gopro_and_lol_layouts_train_as_they_ship(tmp_path):
+    folders = make_five_task_folders(tmp_path)
+    deblur, lowlight = build_sources(["deblur", "lowlight"], folders)
+    blurred = [(d.relative_to(folders["deblur"]), c.parent.name) for d, c in deblur.items]
+    assert blurred == [  # sequences in name order; blur_gamma/ is not read
+        (Path("GOPR0000_11_00/blur/000000.png"), "sharp"),
+        (Path("GOPR0000_11_00/blur/000002.png"), "sharp"),
+        (Path("GOPR0001_11_00/blur/000001.png"), "sharp"),
+    ]
+    assert [(d.parts[-3:], c.parts[-3:]) for d, c in lowlight.items][0] == (
+        ("our485", "low", "0.png"),
+        ("our485", "high", "0.png"),
+    )  # a LOL root trains on our485/, never on eval15/
+    assert len(lowlight.items) == 3 and not deblur.synthetic
+
+
+def test_own_dehaze_pairs_with_equal_names(tmp_path):
+    """Issue 20 item 4: synthetic/my_photo_01.png + original/my_photo_01.png pair by the
+    same stem, in training and in validation; the RESIDE rule only for <id>_<A>_<B>."""
+    photo = read_image(sorted(SAMPLE_DENOISE.glob("*.jpg"))[0])[:40, :40]
+    _save(tmp_path / "train" / "synthetic" / "my_photo_01.png", photo // 2)
+    _save(tmp_path / "train" / "original" / "my_photo_01.png", photo)
+    _save(tmp_path / "train" / "synthetic" / "0007_0.8_0.2.png", photo // 2)
+    _save(tmp_path / "train" / "original" / "0007.png", photo)
+    (source,) = build_sources(["dehaze"], {"dehaze": tmp_path / "train"})
+    assert [(d.name, c.name) for d, c in source.items] == [
+        ("0007_0.8_0.2.png", "0007.png"),
+        ("my_photo_01.png", "my_photo_01.png"),
+    ]
+    images = build_validation_set(["dehaze"], {"dehaze": tmp_path / "train"}, 0, crop=32)
+    assert [image.name for image in images] == ["0007_0.8_0.2", "my_photo_01"]
+
+
+@pytest.mark.parametrize("patch_size", [32, 128])
+def test_tiny_images_are_named_and_skipped_at_the_scan(tmp_path, caplog, patch_size):
+    """Issue 20 item 3 / decision 7: a 12x12 photo is skipped by name before training; a
+    20x24 one (not under 16 px) is still mirror-padded up to the patch."""
+    _save(tmp_path / "tiny.png", np.full((12, 12, 3), 50, np.uint8))
+    _save(tmp_path / "small.png", np.full((20, 24, 3), 100, np.uint8))
+    with caplog.at_level(logging.WARNING):
+        (source,) = build_sources(["denoise_25"], {"denoise": tmp_path})
+    assert f"skipping {tmp_path / 'tiny.png'}: too small to use: 12x12" in caplog.text
+    assert [clean.name for _, clean in source.items] == ["small.png"]
+    sample = TrainDataset([source], patch_size)[(0, 0, 3)]
+    assert sample["clean_1"].shape == (3, patch_size, patch_size)
+
+
+def test_tiny_or_mismatched_pairs_are_skipped_and_a_type_left_empty_is_an_error(tmp_path):
+    _save(tmp_path / "low" / "a.png", np.zeros((12, 40, 3), np.uint8))
+    _save(tmp_path / "high" / "a.png", np.zeros((12, 40, 3), np.uint8))
+    _save(tmp_path / "low" / "b.png", np.zeros((32, 40, 3), np.uint8))
+    _save(tmp_path / "high" / "b.png", np.zeros((32, 48, 3), np.uint8))
+    (scan,) = scan_training_data(["lowlight"], {"lowlight": tmp_path})
+    reasons = {path.name: reason for path, reason in scan.skipped}
+    assert reasons["a.png"].startswith("too small to use: 40x12")
+    assert "its partner" in reasons["b.png"] and "40x32" in reasons["b.png"]
+    assert (scan.found, scan.items, scan.usable) == (2, (), False)
+    assert scan.error.startswith(f"--lowlight_dir {tmp_path}: no usable image for lowlight")
+    with pytest.raises(DataError, match="2 skipped"):
+        build_sources(["lowlight"], {"lowlight": tmp_path})
+    for photo in ("x.png", "y.png"):
+        _save(tmp_path / "photos" / photo, np.zeros((15, 40, 3), np.uint8))
+    with pytest.raises(DataError, match="--denoise_dir .*no usable image for denoise_15"):
+        build_sources(["denoise_15"], {"denoise": tmp_path / "photos"})
+
+
+def test_synthetic_blur_and_low_light_are_seeded_per_sample(tmp_path):
+    folders = make_training_folders(tmp_path)
+    sources = build_sources(
+        ["deblur", "lowlight"], {"denoise": folders["denoise"]}, synthetic=["deblur", "lowlight"]
+    )
+    assert [source.synthetic for source in sources] == [True, True]
+    dataset = TrainDataset(sources, patch_size=32)
+    blurred, again, other = dataset[(0, 1, 5)], dataset[(0, 1, 5)], dataset[(0, 1, 6)]
+    assert all(torch.equal(blurred[k], again[k]) for k in blurred if k != "de_type")
+    assert not torch.equal(blurred["degraded_1"], other["degraded_1"])
+
+    # Blur smooths: neighbouring pixels differ less than in the sharp crop.
+    def roughness(x):
+        return (x[:, 1:, 1:] - x[:, :-1, :-1]).abs().mean()
+
+    assert roughness(blurred["degraded_1"]) < roughness(blurred["clean_1"])
+    dark = dataset[(1, 0, 5)]
+    assert dark["degraded_1"].mean() < 0.6 * dark["clean_1"].mean()
+
+
+def test_real_pairs_on_the_command_line_win_over_synthetic_blur(tmp_path):
+    folders = make_five_task_folders(tmp_path)
+    (source,) = build_sources(["deblur"], folders, synthetic=["deblur"])
+    assert not source.synthetic and source.items[0][0].parent.name == "blur"
+
+
+def test_validation_of_the_five_task_types(tmp_path, caplog):
+    folders = make_five_task_folders(tmp_path)
+    val = {"deblur": folders["val_deblur"], "lowlight": folders["val_lowlight"]}
+    _save(folders["val_lowlight"] / "low" / "9.png", np.zeros((12, 12, 3), np.uint8))
+    _save(folders["val_lowlight"] / "high" / "9.png", np.zeros((12, 12, 3), np.uint8))
+    with caplog.at_level(logging.WARNING):
+        images = build_validation_set(["deblur", "lowlight"], val, max_images=2, crop=32)
+    assert [(i.de_type, i.name) for i in images] == [
+        ("deblur", "0"),
+        ("deblur", "1"),
+        ("lowlight", "0"),
+        ("lowlight", "1"),
+    ]
+    assert "9.png: too small to use: 12x12" in caplog.text
+    assert all(i.degraded.shape == i.clean.shape == (32, 32, 3) for i in images)
+    with pytest.raises(DataError, match="^deblur: no validation folder: give --val_deblur_dir"):
+        build_validation_set(["deblur"], {"lowlight": folders["val_lowlight"]})
+    with pytest.raises(DataError, match="^--val_lowlight_dir .*validation takes a held-out"):
+        build_validation_set(["lowlight"], {"lowlight": folders["lowlight"]})  # a LOL root
+
+
+def test_validation_names_never_collide(tmp_path):
+    """Decision 9: two hazy images of one clean photo, or one frame name in two GoPro
+    sequences, give two validation images with two names."""
+    photo = read_image(sorted(SAMPLE_DENOISE.glob("*.jpg"))[0])[:32, :32]
+    _save(tmp_path / "haze" / "input" / "0001_0.8_0.2.png", photo // 2)
+    _save(tmp_path / "haze" / "input" / "0001_0.9_0.1.png", photo // 3)
+    _save(tmp_path / "haze" / "target" / "0001.png", photo)
+    for sequence in ("GOPR1", "GOPR2"):
+        _save(tmp_path / "blur" / sequence / "blur" / "000001.png", photo // 2)
+        _save(tmp_path / "blur" / sequence / "sharp" / "000001.png", photo)
+    folders = {"dehaze": tmp_path / "haze", "deblur": tmp_path / "blur"}
+    images = build_validation_set(["dehaze", "deblur"], folders, 0, crop=0)
+    assert [image.name for image in images] == [
+        "0001_0.8_0.2",
+        "0001_0.9_0.1",
+        "GOPR1_000001",
+        "GOPR2_000001",
+    ]

@@ -5,10 +5,18 @@ that match them (Sec. 3.1 of the paper; the official ``TrainDataset``):
 
 - denoise_15/25/50: two crops of one clean image, the same random dihedral transform on both,
   Gaussian noise of the same sigma added on the fly to each;
-- derain/dehaze: two crops of one (degraded, clean) pair, each crop location and dihedral
-  transform shared by the degraded crop and its clean crop. Without real pairs, the pair can be
-  made from a clean photo (``utils/synthetic.py``: haze of random A and beta, rain streaks),
-  once per sample, so both crops share one degradation as a real pair's crops do.
+- derain/dehaze/deblur/lowlight: two crops of one (degraded, clean) pair, each crop location
+  and dihedral transform shared by the degraded crop and its clean crop. Without real pairs,
+  the pair can be made from a clean photo (``utils/synthetic.py``: haze of random A and beta,
+  rain streaks, camera-shake blur, darkening with signal-dependent noise), once per sample, so
+  both crops share one degradation as a real pair's crops do.
+
+Where the files come from: one mapping, ``TYPE_FOLDERS``, gives each type its data folder
+(decision 1); paired folders are read through ``utils/pairing.py`` (decision 8) and every file
+is checked from its header before training starts, a side under 16 px being too small to use
+(``pairing.too_small``, decision 7). ``scan_training_data``/``scan_validation_data`` report
+what they found without raising; training (``build_sources``, ``build_validation_set``) and
+``train.py --check_data`` both use them.
 
 All randomness of a sample comes from a seed that the batch sampler hands over with the index,
 so batches do not depend on the number of loader workers or on which worker reads what (the
@@ -22,30 +30,29 @@ import math
 import os
 import random
 import signal
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from utils.degradations import (
-    add_gaussian_noise,
-    crop_to_multiple,
-    noise_rng,
-    parse_haze_name,
-    random_dihedral,
+from utils.degradations import add_gaussian_noise, crop_to_multiple, noise_rng, random_dihedral
+from utils.eval_dataset import find_denoise_sets, find_paired_sets
+from utils.image_files import distinct_names, image_size
+from utils.image_io import ImageReadError, list_images, read_image
+from utils.pairing import (
+    MIN_SIDE,
+    LayoutError,
+    Pair,
+    Problem,
+    check_pairs,
+    find_pairs,
+    pair_files,
+    too_small,
 )
-from utils.eval_dataset import find_dehaze_sets, find_denoise_sets, find_derain_sets
-from utils.image_io import (
-    IMAGE_EXTENSIONS,
-    ImageReadError,
-    check_image,
-    list_images,
-    read_image,
-)
-from utils.synthetic import add_rain_streaks, random_haze
+from utils.synthetic import add_rain_streaks, low_light, motion_blur, random_haze
 
 logger = logging.getLogger(__name__)
 
@@ -53,17 +60,82 @@ NOISE_SIGMA = {"denoise_15": 15, "denoise_25": 25, "denoise_50": 50}
 # "clean": a photo of --denoise_dir given as its own target, so the encoder learns "nothing to
 # remove" and the restorer to leave such a photo alone (not in the paper; off by default).
 CLEAN = "clean"
-SYNTHESIS = {"derain": add_rain_streaks, "dehaze": random_haze}  # clean, rng -> degraded
-DERAIN_LIST = Path("rainy/rainTrain.txt")  # official list files, relative to --data_file_dir
-DEHAZE_LIST = Path("hazy/hazy_outside.txt")
-MAX_REPORTED = 20  # missing partners named one by one in the log before a count
+# Decision 1: the one mapping type -> data folder. Folder KEY comes from train.py's --KEY_dir
+# for training and --val_KEY_dir for validation (``folder_flag``); the noise types and clean
+# read the clean photos of "denoise", as does a synthetic type without real pairs.
+TYPE_FOLDERS = {
+    "denoise_15": "denoise",
+    "denoise_25": "denoise",
+    "denoise_50": "denoise",
+    "derain": "derain",
+    "dehaze": "dehaze",
+    "clean": "denoise",
+    "deblur": "deblur",
+    "lowlight": "lowlight",
+}
+PHOTOS = "denoise"  # the folder of clean photos
+# Paired types that can be made from a clean photo: clean, rng -> degraded (uint8 (H, W, 3)).
+SYNTHESIS = {
+    "derain": add_rain_streaks,
+    "dehaze": random_haze,
+    "deblur": motion_blur,
+    "lowlight": low_light,
+}
+# The official list files: type -> (the list, relative to --data_file_dir or the type's folder;
+# the subfolder its lines point into; the subfolder of the clean partners).
+LIST_FILES = {
+    "derain": (Path("rainy/rainTrain.txt"), "rainy", "gt"),
+    "dehaze": (Path("hazy/hazy_outside.txt"), "synthetic", "original"),
+}
+MAX_REPORTED = 20  # skipped files named one by one in the log before a count
 
+Item = tuple[Path | None, Path]  # (degraded or None, clean)
 SampleIndex = tuple[int, int, int]  # (type index, image index, sample seed)
 
 
 # ---------------------------------------------------------------------------------------------
 # Finding the files
 # ---------------------------------------------------------------------------------------------
+
+
+class DataError(ValueError):
+    """Data a type cannot train or validate on; one line naming the flag and the folder."""
+
+
+def folder_flag(key: str, validation: bool = False) -> str:
+    """train.py's flag of the data folder ``key`` (a value of TYPE_FOLDERS): ``--KEY_dir``,
+    or ``--val_KEY_dir`` for its validation folder."""
+    return f"--{'val_' if validation else ''}{key}_dir"
+
+
+@dataclass
+class TypeScan:
+    """What the scan of one type's training or validation data found.
+
+    ``found`` counts the candidate images: clean photos, or degraded files of a paired folder
+    or list file; ``items`` holds the usable ones as (degraded or None, clean); ``skipped``
+    the others as (file, reason), reasons from utils/pairing.py's rules (no partner, size
+    mismatch, too small, unreadable); ``error`` says in one line, naming the flag and the
+    folder, why the type cannot be used at all (no folder, no layout, nothing usable), else
+    None. ``synthetic``: the degraded images are made from the clean photos on the fly.
+    ``labels`` (validation scans): each input file's name as test.py names it (set, then the
+    pair's name: ``<sequence>/<file>`` for GoPro), from which outputs are named.
+    """
+
+    de_type: str
+    flag: str
+    folder: Path | None
+    layout: str = ""
+    items: tuple[Item, ...] = ()
+    found: int = 0
+    skipped: list[Problem] = field(default_factory=list)
+    error: str | None = None
+    synthetic: bool = False
+    labels: dict[Path, Path] = field(default_factory=dict)
+
+    @property
+    def usable(self) -> bool:
+        return self.error is None
 
 
 def find_images_recursive(folder: str | Path) -> list[Path]:
@@ -78,160 +150,239 @@ def find_images_recursive(folder: str | Path) -> list[Path]:
     return images
 
 
-def _read_list_file(candidates: Sequence[Path], root: Path) -> list[Path] | None:
-    """Paths listed (relative to ``root``, one a line) in the first existing candidate file."""
-    for list_file in candidates:
-        if list_file.is_file():
-            lines = list_file.read_text().splitlines()
-            logger.info("reading the file list %s", list_file)
-            return [root / line.strip() for line in lines if line.strip()]
+def photo_problem(path: Path) -> str | None:
+    """Why a clean photo cannot be used (unreadable, ``too_small``), read from its header
+    only; None when it can. Larger photos smaller than the patch are padded by TrainDataset."""
+    try:
+        width, height = image_size(path)
+    except ImageReadError as error:
+        return str(error).removeprefix(f"{path}: ")
+    if too_small(height, width):
+        return f"too small to use: {width}x{height} (a side under {MIN_SIDE} px)"
     return None
 
 
-def derain_partner(rainy: Path) -> Path:
-    """rainy/rain-N.png -> gt/norain-N.png (official Train100L naming)."""
-    name = rainy.name
-    if name.startswith("rain-"):
-        name = "no" + name
-    return rainy.parent.parent / "gt" / name
+def _scan_photos(scan: TypeScan, photos: list[Path]) -> None:
+    """Fill ``scan`` with the usable photos of ``photos`` and the reasons of the others."""
+    items = []
+    for path in photos:
+        problem = photo_problem(path)
+        if problem is None:
+            items.append((None, path))
+        else:
+            scan.skipped.append((path, problem))
+    scan.found, scan.items = len(photos), tuple(items)
 
 
-def dehaze_partner(hazy: Path, dehaze_dir: Path) -> Path:
-    """synthetic/partK/XXXX_A_B.jpg -> original/XXXX.jpg (another extension if that exists)."""
-    synthetic = next((p for p in hazy.parents if p.name == "synthetic"), None)
-    original = (synthetic.parent if synthetic is not None else dehaze_dir) / "original"
-    stem = parse_haze_name(hazy)
-    partner = original / f"{stem}{hazy.suffix}"
-    if not partner.exists():
-        for ext in sorted(IMAGE_EXTENSIONS):
-            if (original / f"{stem}{ext}").exists():
-                return original / f"{stem}{ext}"
-    return partner
-
-
-def _keep_complete_pairs(pairs: list[tuple[Path, Path]], what: str) -> list[tuple[Path, Path]]:
-    """Drop pairs whose files are missing, naming each in the log; fail when none is left."""
-    missing = [(d, c) for d, c in pairs if not (d.is_file() and c.is_file())]
-    for degraded, clean in missing[:MAX_REPORTED]:
-        absent = degraded if not degraded.is_file() else clean
-        logger.warning("%s: %s has no partner: %s is missing", what, degraded, absent)
-    if len(missing) > MAX_REPORTED:
-        logger.warning("%s: %d more incomplete pairs", what, len(missing) - MAX_REPORTED)
-    incomplete = set(missing)
-    complete = [pair for pair in pairs if pair not in incomplete]
-    if not complete:
-        raise FileNotFoundError(f"{what}: no complete (degraded, clean) pair found")
-    if missing:
-        logger.warning("%s: training on %d pairs, %d skipped", what, len(complete), len(missing))
-    return complete
-
-
-def find_derain_pairs(
-    derain_dir: str | Path, data_file_dir: str | Path | None = None
-) -> list[tuple[Path, Path]]:
-    """(rainy, clean) pairs from rainy/rainTrain.txt if present, else from rainy/rain-*."""
-    derain_dir = Path(derain_dir)
-    candidates = [derain_dir / DERAIN_LIST]
+def _listed_files(
+    de_type: str, folder: Path, data_file_dir: str | Path | None
+) -> tuple[Path, list[Path]] | None:
+    """(list file, the degraded files it lists relative to ``folder``) from the type's
+    official list file in ``data_file_dir``, else in ``folder``; None when there is none."""
+    if de_type not in LIST_FILES:
+        return None
+    relative = LIST_FILES[de_type][0]
+    candidates = [folder / relative]
     if data_file_dir is not None:
-        candidates.insert(0, Path(data_file_dir) / DERAIN_LIST)
-    rainy = _read_list_file(candidates, derain_dir)
-    if rainy is None:
-        rainy = find_images_recursive(derain_dir / "rainy")
-    return _keep_complete_pairs([(p, derain_partner(p)) for p in rainy], f"derain {derain_dir}")
+        candidates.insert(0, Path(data_file_dir) / relative)
+    for list_file in candidates:
+        if list_file.is_file():
+            lines = list_file.read_text().splitlines()
+            return list_file, [folder / line.strip() for line in lines if line.strip()]
+    return None
 
 
-def find_dehaze_pairs(
-    dehaze_dir: str | Path, data_file_dir: str | Path | None = None
-) -> list[tuple[Path, Path]]:
-    """(hazy, clean) pairs from hazy/hazy_outside.txt if present, else from synthetic/**."""
-    dehaze_dir = Path(dehaze_dir)
-    candidates = [dehaze_dir / DEHAZE_LIST]
-    if data_file_dir is not None:
-        candidates.insert(0, Path(data_file_dir) / DEHAZE_LIST)
-    hazy = _read_list_file(candidates, dehaze_dir)
-    if hazy is None:
-        hazy = find_images_recursive(dehaze_dir / "synthetic")
-    pairs = [(p, dehaze_partner(p, dehaze_dir)) for p in hazy]
-    return _keep_complete_pairs(pairs, f"dehaze {dehaze_dir}")
+def _scan_pairs(scan: TypeScan, data_file_dir: str | Path | None) -> None:
+    """Fill ``scan`` with the pairs of its folder (an official list file if there is one,
+    else utils/pairing.py's layouts), checked from the headers by ``check_pairs``."""
+    folder = scan.folder
+    try:
+        listed = _listed_files(scan.de_type, folder, data_file_dir)
+        if listed is None:
+            found = find_pairs(scan.de_type, folder, "train")
+            scan.layout = found.layout
+        else:
+            list_file, files = listed
+            _, degraded, clean = LIST_FILES[scan.de_type]
+            found = pair_files(scan.de_type, files, folder / degraded, folder / clean)
+            scan.layout = f"listed in {list_file}, partners in {clean}/"
+    except LayoutError as error:
+        scan.error = f"{scan.flag} {error}"
+        return
+    kept, problems = check_pairs(found.pairs)
+    scan.items = tuple((pair.degraded, pair.clean) for pair in kept)
+    scan.found = len(found.pairs) + len(found.problems)
+    scan.skipped = found.problems + problems
+
+
+def _scan_training_type(
+    de_type: str,
+    folders: Mapping[str, str | Path | None],
+    data_file_dir: str | Path | None,
+    synthetic: Sequence[str],
+    photo_scans: dict[Path, TypeScan],
+) -> TypeScan:
+    if de_type not in TYPE_FOLDERS:
+        raise ValueError(f"unknown degradation type {de_type!r} (types: {', '.join(TYPE_FOLDERS)})")
+    key = TYPE_FOLDERS[de_type]
+    real = folders.get(key) if key != PHOTOS else None
+    if key != PHOTOS and real is None and de_type not in synthetic:
+        flag = folder_flag(key)
+        return TypeScan(
+            de_type,
+            flag,
+            None,
+            error=f"{de_type}: no folder of real pairs ({flag}) and no --synthetic {de_type}",
+        )
+    if real is not None:
+        scan = TypeScan(de_type, folder_flag(key), Path(real))
+        _scan_pairs(scan, data_file_dir)
+    else:  # a noise type, clean, or a synthetic type: the clean photos
+        folder = folders.get(PHOTOS)
+        layout = "clean photos" if key == PHOTOS else f"clean photos, synthetic {de_type}"
+        scan = TypeScan(
+            de_type, folder_flag(PHOTOS), None if folder is None else Path(folder), layout
+        )
+        scan.synthetic = key != PHOTOS
+        if folder is None:
+            scan.error = f"{de_type}: no folder of clean photos ({scan.flag})"
+            return scan
+        if scan.folder not in photo_scans:  # one header scan per folder, shared by its types
+            photos = TypeScan(de_type, scan.flag, scan.folder)
+            try:
+                _scan_photos(photos, find_images_recursive(scan.folder))
+            except FileNotFoundError as error:
+                photos.error = f"{scan.flag} {error}"
+            photo_scans[scan.folder] = photos
+        photos = photo_scans[scan.folder]
+        scan.items, scan.found, scan.skipped = photos.items, photos.found, photos.skipped
+        scan.error = photos.error
+    if scan.error is None and not scan.items:
+        scan.error = f"{scan.flag} {scan.folder}: no usable image for {de_type}" + (
+            f" ({len(scan.skipped)} skipped)" if scan.skipped else ""
+        )
+    return scan
+
+
+def scan_training_data(
+    de_types: Sequence[str],
+    folders: Mapping[str, str | Path | None],
+    data_file_dir: str | Path | None = None,
+    synthetic: Sequence[str] = (),
+) -> list[TypeScan]:
+    """Scan the training data of every type in ``de_types``, as training reads it; reports
+    every problem instead of raising (``build_sources`` and ``--check_data`` share it).
+
+    Args:
+        de_types: types of TYPE_FOLDERS.
+        folders: data folder per key of TYPE_FOLDERS' values ("denoise", "derain", ...),
+            None or absent where not given.
+        data_file_dir: where the official list files (LIST_FILES) are looked for first.
+        synthetic: types made from the clean photos of ``folders["denoise"]`` (SYNTHESIS)
+            where their own folder is None; a real folder, when given, wins.
+
+    A paired folder is read through utils/pairing.py: the official list file if present,
+    else ``find_pairs`` (split "train"); pairs and photos are checked from their headers
+    (``check_pairs``, ``photo_problem``): unreadable, too small (decision 7) or of unequal
+    sizes, a file is skipped with its reason.
+    """
+    photo_scans: dict[Path, TypeScan] = {}
+    return [
+        _scan_training_type(de_type, folders, data_file_dir, synthetic, photo_scans)
+        for de_type in de_types
+    ]
+
+
+def log_skipped(scans: Sequence[TypeScan], what: str) -> None:
+    """One warning per skipped file (the first MAX_REPORTED, then a count), each file once."""
+    skipped = dict(problem for scan in scans for problem in scan.skipped)
+    for path, reason in list(skipped.items())[:MAX_REPORTED]:
+        logger.warning("%sskipping %s: %s", what, path, reason)
+    if len(skipped) > MAX_REPORTED:
+        logger.warning("%sskipping %d more files", what, len(skipped) - MAX_REPORTED)
+
+
+def format_data_check(parts: Sequence[tuple[str, Sequence[TypeScan]]]) -> str:
+    """The report of ``train.py --check_data``: one table row per (part, type) with the
+    images found, the usable pairs (a photo of a noise, clean or synthetic type is its own
+    pair, degraded on the fly), the files skipped and where they came from; then each
+    skipped file once with its reason, then each unusable type with why, then a verdict.
+
+    ``parts``: (name, scans) such as ("training", scan_training_data(...)).
+    """
+    header = ("data", "type", "images", "pairs", "skipped", "folder (layout)")
+    rows = [header]
+    for part, scans in parts:
+        for scan in scans:
+            where = "-" if scan.folder is None else f"{scan.folder} ({scan.layout or '?'})"
+            status = str(len(scan.items)) if scan.usable else "NONE"
+            rows.append(
+                (part, scan.de_type, str(scan.found), status, str(len(scan.skipped)), where)
+            )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header) - 1)]
+    lines = []
+    for row in rows:  # text left-aligned, counts (columns 2-4) right-aligned, the folder as is
+        cells = [
+            row[column].rjust(width) if 2 <= column <= 4 else row[column].ljust(width)
+            for column, width in enumerate(widths)
+        ]
+        lines.append("  ".join([*cells, row[-1]]))
+    skipped = {
+        (part, path): reason
+        for part, scans in parts
+        for scan in scans
+        for path, reason in scan.skipped
+    }
+    if skipped:
+        lines += ["", f"skipped files ({len(skipped)}):"]
+        lines += [f"  {part}: {path}: {reason}" for (part, path), reason in skipped.items()]
+    errors = [(part, scan.error) for part, scans in parts for scan in scans if scan.error]
+    if errors:
+        lines += ["", f"unusable ({len(errors)}):"]
+        lines += [f"  {part}: {error}" for part, error in errors]
+        lines += ["", "not ready to train: fix the folders above (validation: or --val_every 0)"]
+    else:
+        lines += ["", "every type is usable (exit 0)"]
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
 class Source:
     """The files of one degradation type: (degraded or None, clean) per image.
 
-    ``synthetic``: the degraded image is made from the clean one on the fly (derain, dehaze
-    without real pairs); noise types are always made on the fly and leave this False.
+    ``synthetic``: the degraded image is made from the clean one on the fly (SYNTHESIS, for a
+    paired type without real pairs); noise types are always made on the fly and leave this
+    False.
     """
 
     de_type: str
-    items: tuple[tuple[Path | None, Path], ...]
+    items: tuple[Item, ...]
     synthetic: bool = False
-
-
-def _clean_images(folder: str | Path, de_type: str) -> tuple[tuple[None, Path], ...]:
-    images = find_images_recursive(folder)
-    if not images:
-        raise FileNotFoundError(f"{folder}: no image for {de_type}")
-    return tuple((None, path) for path in images)
-
-
-def _drop_unreadable(
-    items: tuple[tuple[Path | None, Path], ...],
-) -> tuple[tuple[Path | None, Path], ...]:
-    """Items whose files pass ``check_image`` (headers only); each other one is named in a
-    warning and skipped, so a bad file is found before the first step, not mid-run."""
-    kept, problems = [], {}
-    for item in items:
-        try:
-            for path in item:
-                if path is not None and path not in problems:
-                    check_image(path)
-        except ImageReadError as error:
-            problems[path] = str(error)
-            continue
-        if not any(path in problems for path in item):
-            kept.append(item)
-    for message in list(problems.values())[:MAX_REPORTED]:
-        logger.warning("skipping %s", message)
-    if len(problems) > MAX_REPORTED:
-        logger.warning("skipping %d more unreadable files", len(problems) - MAX_REPORTED)
-    if not kept:
-        raise FileNotFoundError(f"no readable training image among {len(items)} files")
-    return tuple(kept)
 
 
 def build_sources(
     de_types: Sequence[str],
-    denoise_dir: str | Path,
-    derain_dir: str | Path | None,
-    dehaze_dir: str | Path | None,
+    folders: Mapping[str, str | Path | None],
     data_file_dir: str | Path | None = None,
     synthetic: Sequence[str] = (),
 ) -> list[Source]:
-    """Find the files of every type in ``de_types`` (all checked before training starts).
+    """The training files of every type in ``de_types``, all found and checked before
+    training starts (``scan_training_data``, whose arguments these are); skipped files are
+    logged.
 
-    A type named in ``synthetic`` ("derain", "dehaze") whose real folder is None is made from
-    the clean photos of ``denoise_dir``; a real folder, when given, wins.
+    Raises:
+        DataError: a type has no usable image (the first such type, in one line).
     """
+    scans = scan_training_data(de_types, folders, data_file_dir, synthetic)
+    log_skipped(scans, "")
     sources = []
-    for de_type in de_types:
-        real_dir = {"derain": derain_dir, "dehaze": dehaze_dir}.get(de_type)
-        if de_type in NOISE_SIGMA or de_type == CLEAN:
-            source = Source(de_type, _clean_images(denoise_dir, de_type))
-        elif de_type in SYNTHESIS and real_dir is None and de_type in synthetic:
-            source = Source(de_type, _clean_images(denoise_dir, de_type), synthetic=True)
-        elif de_type in SYNTHESIS and real_dir is None:
-            raise ValueError(f"{de_type}: no folder of real pairs and no synthetic {de_type}")
-        elif de_type == "derain":
-            source = Source(de_type, tuple(find_derain_pairs(real_dir, data_file_dir)))
-        elif de_type == "dehaze":
-            source = Source(de_type, tuple(find_dehaze_pairs(real_dir, data_file_dir)))
-        else:
-            raise ValueError(f"unknown degradation type {de_type!r}")
-        source = Source(source.de_type, _drop_unreadable(source.items), source.synthetic)
-        kind = f"clean photos of {denoise_dir}, synthetic" if source.synthetic else "training"
-        logger.info("%s: %d %s images", de_type, len(source.items), kind)
-        sources.append(source)
+    for scan in scans:
+        if scan.error is not None:
+            raise DataError(scan.error)
+        logger.info(
+            "%s: %d images from %s (%s)", scan.de_type, len(scan.items), scan.folder, scan.layout
+        )
+        sources.append(Source(scan.de_type, scan.items, scan.synthetic))
     return sources
 
 
@@ -460,7 +611,9 @@ def seed_worker(worker_id: int) -> None:
 
 @dataclass(frozen=True)
 class ValidationImage:
-    """One held-out image: degraded input and clean target, uint8 (H, W, 3)."""
+    """One held-out image: degraded input and clean target, uint8 (H, W, 3); ``name`` is
+    unique within its type (``distinct_names`` of the inputs as test.py names them: the
+    stem, then what tells two apart, such as a GoPro sequence)."""
 
     de_type: str
     name: str
@@ -477,49 +630,106 @@ def _centre_crop(image: np.ndarray, size: int) -> np.ndarray:
     return image[top : top + size, left : left + size]
 
 
-def _validation_pairs(de_type: str, folder: Path) -> list[tuple[Path | None, Path]]:
-    """(degraded or None, clean) pairs, found as test.py finds its test sets."""
-    task = "denoise" if de_type in NOISE_SIGMA or de_type == CLEAN else de_type
-    sets = {"denoise": find_denoise_sets, "derain": find_derain_sets, "dehaze": find_dehaze_sets}
-    pairs = []
-    for image_set in sets[task]([folder]):
-        for path, problem in image_set.problems:
-            logger.warning("validation %s: %s: %s", de_type, path, problem)
-        pairs += [(pair.degraded, pair.target) for pair in image_set.pairs]
-    return pairs
+def _scan_validation_folder(de_type: str, flag: str, folder: Path) -> TypeScan:
+    """The held-out images of one folder, found as test.py finds its test sets
+    (utils/eval_dataset.py with split "val", so a LOL or GoPro root is refused) and checked
+    from their headers as training's are."""
+    key = TYPE_FOLDERS[de_type]
+    scan = TypeScan(de_type, flag, folder)
+    try:
+        if key == PHOTOS:
+            sets = find_denoise_sets([folder])
+        else:
+            sets = find_paired_sets(key, [folder], split="val")
+    except LayoutError as error:
+        scan.error = f"{flag} {error}"
+        return scan
+    candidates = [pair for image_set in sets for pair in image_set.pairs]
+    scan.layout = f"{len(sets)} set(s): {', '.join(image_set.name for image_set in sets)}"
+    scan.labels = {
+        pair.target if pair.degraded is None else pair.degraded: Path(image_set.name, pair.name)
+        for image_set in sets
+        for pair in image_set.pairs
+    }
+    if key == PHOTOS:
+        _scan_photos(scan, [pair.target for pair in candidates])
+        return scan
+    unpaired = [problem for image_set in sets for problem in image_set.problems]
+    kept, problems = check_pairs(Pair(p.degraded, p.target, p.name) for p in candidates)
+    scan.items = tuple((pair.degraded, pair.clean) for pair in kept)
+    scan.found = len(candidates) + len(unpaired)
+    scan.skipped = unpaired + problems
+    return scan
+
+
+def scan_validation_data(
+    de_types: Sequence[str], folders: Mapping[str, str | Path | None]
+) -> list[TypeScan]:
+    """Scan the validation folder of every type in ``de_types``; reports every problem
+    instead of raising (``build_validation_set`` and ``--check_data`` share it).
+
+    ``folders`` maps the keys of TYPE_FOLDERS' values to held-out folders (train.py's
+    ``--val_KEY_dir``); the noise types and ``clean`` take the photos of "denoise". A type
+    whose folder is None or absent is an error naming the flag.
+    """
+    found: dict[tuple[str, Path], TypeScan] = {}
+    scans = []
+    for de_type in de_types:
+        key = TYPE_FOLDERS[de_type]
+        flag, folder = folder_flag(key, validation=True), folders.get(key)
+        if folder is None:
+            error = f"{de_type}: no validation folder: give {flag} (held-out images)"
+            scans.append(TypeScan(de_type, flag, None, error=error))
+            continue
+        if (key, Path(folder)) not in found:  # the noise types and clean share their photos
+            found[key, Path(folder)] = _scan_validation_folder(de_type, flag, Path(folder))
+        scan = replace(found[key, Path(folder)], de_type=de_type)
+        if scan.error is None and not scan.items:
+            scan.error = f"{flag} {folder}: no usable validation image for {de_type}" + (
+                f" ({len(scan.skipped)} skipped)" if scan.skipped else ""
+            )
+        scans.append(scan)
+    return scans
 
 
 def build_validation_set(
     de_types: Sequence[str],
-    folders: dict[str, str | Path],
+    folders: Mapping[str, str | Path | None],
     max_images: int = 4,
     crop: int = 256,
 ) -> list[ValidationImage]:
-    """The first ``max_images`` images of each type (0: all), centre-cropped to ``crop``,
-    then to a multiple of 16 as test.py does; noise is added with a fixed seed per image, so
-    every validation of a run sees the same inputs.
+    """The first ``max_images`` usable images of each type (0: all), centre-cropped to
+    ``crop``, then to a multiple of 16 as test.py does; noise is added with a fixed seed per
+    image, so every validation of a run sees the same inputs. ``clean`` takes the photos of
+    "denoise" as their own input.
 
-    ``folders`` maps "denoise", "derain" and "dehaze" to their test folders; ``clean`` takes
-    the photos of "denoise" as their own input.
+    Args:
+        de_types: types of TYPE_FOLDERS.
+        folders: held-out folder per key of TYPE_FOLDERS' values ("denoise", "derain",
+            "dehaze", "deblur", "lowlight"), as ``scan_validation_data``.
+
+    Raises:
+        DataError: a type has no folder or no usable image (one line naming the flag).
     """
+    scans = scan_validation_data(de_types, folders)
+    log_skipped(scans, "validation: ")
     images = []
-    for de_type in de_types:
-        folder = Path(folders["denoise" if de_type in NOISE_SIGMA or de_type == CLEAN else de_type])
-        pairs = _validation_pairs(de_type, folder)
-        if max_images:
-            pairs = pairs[:max_images]
-        if not pairs:
-            raise FileNotFoundError(f"{folder}: no validation image for {de_type}")
-        for degraded_path, clean_path in pairs:
+    for scan in scans:
+        if scan.error is not None:
+            raise DataError(scan.error)
+        items = scan.items[:max_images] if max_images else scan.items
+        inputs = [clean if degraded is None else degraded for degraded, clean in items]
+        names = distinct_names([scan.labels[path] for path in inputs], suffix="")
+        for (degraded_path, clean_path), name in zip(items, names, strict=True):
             clean = crop_to_multiple(_centre_crop(read_image(clean_path), crop), base=16)
-            if de_type == CLEAN:
+            if scan.de_type == CLEAN:
                 degraded = clean
             elif degraded_path is None:
-                sigma = NOISE_SIGMA[de_type]
+                sigma = NOISE_SIGMA[scan.de_type]
                 degraded = add_gaussian_noise(clean, sigma, noise_rng(clean_path.name, sigma))
             else:
                 degraded = crop_to_multiple(_centre_crop(read_image(degraded_path), crop), 16)
-            if degraded.shape != clean.shape:
-                raise ValueError(f"{degraded_path} and {clean_path} differ in size")
-            images.append(ValidationImage(de_type, clean_path.stem, degraded, clean))
+            if degraded.shape != clean.shape:  # equal headers, but an EXIF turn on one side
+                raise DataError(f"{degraded_path} and {clean_path} differ in size")
+            images.append(ValidationImage(scan.de_type, name, degraded, clean))
     return images
