@@ -1,8 +1,19 @@
 """Evaluate AirNet on the paper's test sets: PSNR / SSIM comparable with the published table.
 
-Modes as in the official test.py: 0 denoise (sigma 15, 25, 50), 1 derain, 2 dehaze,
-3 all-in-one (all five). The protocol is the paper's by default:
-- each image is centre-cropped to a multiple of 16 (``--full_size`` keeps it whole);
+Modes 0-3 as in the official test.py: 0 denoise (sigma 15, 25, 50), 1 derain, 2 dehaze,
+3 three tasks, five degradation types (the paper's all-in-one: noise at three levels, rain,
+haze). Mode 4 is the five-task protocol of later all-in-one papers (IDR, Zhang et al., CVPR
+2023; InstructIR, AdaIR, TUR): SOTS outdoor, Rain100L, BSD68 at sigma 25 (``--sigmas`` may say
+otherwise), GoPro and LOL, each folder given on the command line (no defaults: the benchmarks
+are not in a clone), plus the average of the five tasks' PSNR and SSIM. A deblur set that
+holds ``proxy.json`` (``scripts/make_deblur_testset.py``) is labelled "synthetic blur (not
+GoPro)". ``--clean_path`` (any mode) adds a ``clean`` row: photos given as their own input,
+scored as output vs input with the mean absolute brightness change in grey levels (0-255).
+
+The protocol is the paper's by default:
+- each image is centre-cropped to a multiple of 16 (``--full_size`` keeps it whole). LOL's
+  600x400 becomes 592x400, as AdaIR's released five-task test code crops it (IDR's paper does
+  not say); GoPro's 1280x720 and SOTS's 640x480 are multiples of 16 already;
 - noisy input = clip(cropped clean + N(0, 1) * sigma, 0, 255) truncated to uint8, from a seed
   made of ``--seed``, the image's file name and sigma, so the noise of an image does not depend
   on which other images are tested or in what order;
@@ -23,6 +34,9 @@ weights shipped in ckpt/ (trained by this repository; see ckpt/MODEL_CARD.md).
 
     python test.py --mode 3 --ckpt ckpt/All.pth --denoise_path data/test/denoise \
         --derain_path data/test/derain --dehaze_path data/test/dehaze
+    python test.py --mode 4 --ckpt five_task.pth --dehaze_path test/SOTS_outdoor \
+        --derain_path test/Rain100L --denoise_path test/CBSD68 --deblur_path GOPRO_Large/test \
+        --lowlight_path LOL/eval15
 """
 
 from __future__ import annotations
@@ -45,15 +59,17 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from net import load_airnet
-from utils.checkpoint import default_checkpoint
+from utils.checkpoint import default_checkpoint, describe_trained_types, trained_types
 from utils.degradations import add_gaussian_noise, crop_to_multiple, noise_rng
 from utils.eval_dataset import (
     ImagePair,
     ImageSet,
     LayoutError,
+    find_deblur_sets,
     find_dehaze_sets,
     find_denoise_sets,
     find_derain_sets,
+    find_lowlight_sets,
 )
 from utils.image_files import distinct_names
 from utils.image_io import ImageReadError, image_to_tensor, read_image, save_image, tensor_to_image
@@ -61,19 +77,42 @@ from utils.metrics import psnr, ssim
 from utils.precision import PRECISIONS, warn_if_slow_precision
 from utils.restore import resolve_device, restore_tensor
 from utils.tiling import add_tile_arguments, check_tile, check_tile_arguments
+from utils.validation import mean_brightness_change
 
 logger = logging.getLogger("test")
 
-MODE_TASKS = {0: ("denoise",), 1: ("derain",), 2: ("dehaze",), 3: ("denoise", "derain", "dehaze")}
+FIVE_TASKS = 4  # the mode of the five-task protocol
+MODE_TASKS = {
+    0: ("denoise",),
+    1: ("derain",),
+    2: ("dehaze",),
+    3: ("denoise", "derain", "dehaze"),
+    FIVE_TASKS: ("dehaze", "derain", "denoise", "deblur", "lowlight"),  # the papers' column order
+}
+MODE_HELP = (
+    "0 denoise (sigma 15/25/50), 1 derain, 2 dehaze, 3 three tasks, five degradation types "
+    "(the paper's all-in-one), 4 five tasks (IDR's protocol: SOTS outdoor, Rain100L, BSD68 "
+    "sigma 25, GoPro, LOL; every path required)"
+)
 DEFAULT_CKPT = {
     0: "ckpt/Denoise.pth",
     1: "ckpt/Derain.pth",
     2: "ckpt/Dehaze.pth",
     3: "ckpt/All.pth",
+    FIVE_TASKS: "ckpt/All.pth",  # no official five-task file exists; the log names its types
 }
+SAMPLE_DATA = {  # the tiny samples in data/test/, defaults of modes 0-3
+    "denoise": "data/test/denoise",
+    "derain": "data/test/derain",
+    "dehaze": "data/test/dehaze",
+}
+DEFAULT_SIGMAS = {mode: [15, 25, 50] for mode in MODE_TASKS} | {FIVE_TASKS: [25]}
+CLEAN = "clean"  # --clean_path: photos given as their own input
+PROXY_FILE = "proxy.json"  # written by scripts/make_deblur_testset.py beside input/ + target/
+PROXY_LABEL = "synthetic blur (not GoPro)"
 CSV_FIELDS = (
     "set", "task", "image", "psnr", "ssim", "input_psnr", "input_ssim", "gain_psnr", "gain_ssim",
-    "tile", "tile_reason", "seconds", "height", "width",
+    "brightness_change", "tile", "tile_reason", "seconds", "height", "width",
 )  # fmt: skip
 EXIT_OK, EXIT_SKIPPED, EXIT_SETUP = 0, 1, 2
 
@@ -83,13 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="PSNR/SSIM of AirNet on the paper's test sets.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument(
-        "--mode",
-        type=int,
-        choices=sorted(MODE_TASKS),
-        default=3,
-        help="0 denoise (sigma 15/25/50), 1 derain, 2 dehaze, 3 all-in-one (all five)",
-    )
+    parser.add_argument("--mode", type=int, choices=sorted(MODE_TASKS), default=3, help=MODE_HELP)
     parser.add_argument(
         "--ckpt",
         type=Path,
@@ -98,29 +131,56 @@ def build_parser() -> argparse.ArgumentParser:
         + ", ".join(f"{m}: {p}" for m, p in DEFAULT_CKPT.items())
         + ", where present, else the weights shipped in ckpt/",
     )
+    sample = "; default in modes 0-3: {}, required in mode 4"
     parser.add_argument(
         "--denoise_path",
         type=Path,
         nargs="+",
-        default=["data/test/denoise"],
-        help="folders of clean images (each one a set), or a folder of such folders",
+        help="folders of clean images (each one a set), or a folder of such folders"
+        + sample.format(SAMPLE_DATA["denoise"]),
     )
     parser.add_argument(
         "--derain_path",
         type=Path,
         nargs="+",
-        default=["data/test/derain"],
-        help="folders with input/ + target/ (equal names), or a folder of such folders",
+        help="folders with input/ + target/ (equal names), or a folder of such folders"
+        + sample.format(SAMPLE_DATA["derain"]),
     )
     parser.add_argument(
         "--dehaze_path",
         type=Path,
         nargs="+",
-        default=["data/test/dehaze"],
-        help="folders with input/XXXX_A_B.ext + target/XXXX.png (or hazy/ + gt/)",
+        help="folders with input/XXXX_A_B.ext + target/XXXX.png (or hazy/ + gt/)"
+        + sample.format(SAMPLE_DATA["dehaze"]),
     )
     parser.add_argument(
-        "--sigmas", type=int, nargs="+", default=[15, 25, 50], help="noise levels to test"
+        "--deblur_path",
+        type=Path,
+        nargs="+",
+        help="mode 4 (required): GoPro's test folder (<sequence>/blur + <sequence>/sharp: one "
+        f"set, names keep their sequence), or input/ + target/; a set holding {PROXY_FILE} "
+        f"(scripts/make_deblur_testset.py) is labelled '{PROXY_LABEL}'",
+    )
+    parser.add_argument(
+        "--lowlight_path",
+        type=Path,
+        nargs="+",
+        help="mode 4 (required): LOL's eval15 (low/ + high/; a LOL root means its eval15/), "
+        "or input/ + target/. 600x400 is cropped to 592x400 as for every set (see --full_size)",
+    )
+    parser.add_argument(
+        "--sigmas",
+        type=int,
+        nargs="+",
+        help="noise levels to test; default 15 25 50, in mode 4 only 25 (the five-task protocol)",
+    )
+    parser.add_argument(
+        "--clean_path",
+        type=Path,
+        nargs="+",
+        help="folders of clean photos (or a folder of such folders) given as their own input: "
+        "a 'clean' row with PSNR/SSIM of the output against the input and the mean over images "
+        "of |mean(output) - mean(input)| in grey levels (0-255); any mode",
     )
     parser.add_argument(
         "--output_path",
@@ -130,7 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--save_images", action="store_true", help="save the restored images")
     parser.add_argument(
-        "--full_size", action="store_true", help="no crop to a multiple of 16 (not the paper's)"
+        "--full_size",
+        action="store_true",
+        help="no crop to a multiple of 16 (not the paper's; AdaIR's five-task code crops LOL's "
+        "600x400 to 592x400 too)",
     )
     parser.add_argument(
         "--y_channel", action="store_true", help="PSNR/SSIM on the Y channel (BT.601)"
@@ -153,38 +216,78 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line, checked: a bad --tile/--tile_overlap is a usage error (exit code 2)
-    before any model loads; --tile 0 becomes None, the same as no --tile."""
+    """The command line, checked: a bad --tile/--tile_overlap, or a test folder missing in
+    mode 4, is a usage error (exit code 2) before any model loads; --tile 0 becomes None, the
+    same as no --tile; the defaults that depend on --mode are filled in."""
     parser = build_parser()
     args = parser.parse_args(argv)
     check_tile_arguments(parser, args)
+    missing = apply_mode_defaults(args)
+    if missing:
+        parser.error(missing_paths_message(missing))
     return args
+
+
+def apply_mode_defaults(args: argparse.Namespace) -> list[str]:
+    """Fill the defaults that depend on --mode (the sigmas; the sample folders of modes 0-3)
+    and return the path flags mode 4 lacks (it has no defaults: its benchmarks are not in a
+    clone). Filled values count as given, so calling it twice changes nothing."""
+    if args.sigmas is None:
+        args.sigmas = list(DEFAULT_SIGMAS[args.mode])
+    missing = []
+    for task in MODE_TASKS[args.mode]:
+        flag = f"{task}_path"
+        if getattr(args, flag) is None:
+            if args.mode == FIVE_TASKS:
+                missing.append(f"--{flag}")
+            else:
+                setattr(args, flag, [Path(SAMPLE_DATA[task])])
+    return missing
+
+
+def missing_paths_message(missing: list[str]) -> str:
+    return f"--mode {FIVE_TASKS} (the five-task protocol) needs {' '.join(missing)}"
 
 
 class UnusableImageError(ValueError):
     """A readable test image that cannot be scored (wrong size); the message names the file."""
 
 
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else math.nan
+
+
 @dataclass
 class SetResult:
+    """The scores of one set and task (a denoise set: one per sigma).
+
+    ``degradation`` is the set's task without the sigma (``denoise`` for ``denoise_25``);
+    ``label`` what the table prints as the set (its name, or its name and its proxy). For
+    ``clean`` the scores are output vs input, the input's own scores are not applicable (the
+    input is the target) and ``brightness`` holds |mean(output) - mean(input)| per image in
+    grey levels.
+    """
+
     set_name: str
     task: str
+    degradation: str
+    label: str
     psnrs: list[float] = field(default_factory=list)
     ssims: list[float] = field(default_factory=list)
     input_psnrs: list[float] = field(default_factory=list)  # the degraded input's own scores
     input_ssims: list[float] = field(default_factory=list)
+    brightness: list[float] = field(default_factory=list)  # clean only
     tiled: int = 0  # images restored in tiles after running out of memory
     seconds: float = 0.0
 
     def summary(self) -> dict:
-        def mean(values: list[float]) -> float:
-            return float(np.mean(values)) if values else math.nan
-
-        psnr_, ssim_ = mean(self.psnrs), mean(self.ssims)
-        input_psnr, input_ssim = mean(self.input_psnrs), mean(self.input_ssims)
-        return {
+        psnr_, ssim_ = _mean(self.psnrs), _mean(self.ssims)
+        input_psnr, input_ssim = _mean(self.input_psnrs), _mean(self.input_ssims)
+        summary = {
             "set": self.set_name,
+            "label": self.label,
             "task": self.task,
+            "degradation": self.degradation,
             "psnr": psnr_,
             "ssim": ssim_,
             "input_psnr": input_psnr,
@@ -195,17 +298,26 @@ class SetResult:
             "tiled_after_out_of_memory": self.tiled,
             "seconds": self.seconds,
         }
+        if self.degradation == CLEAN:
+            summary["brightness_change"] = _mean(self.brightness)
+        return summary
 
 
 def load_pair(
     pair: ImagePair, sigma: int | None, args: argparse.Namespace
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return (degraded, target) uint8 (H, W, 3) as the protocol feeds and scores them."""
+    """Return (degraded, target) uint8 (H, W, 3) as the protocol feeds and scores them.
+
+    A pair without a degraded file is a clean image: noisy at ``sigma``, or, with ``sigma``
+    None (``--clean_path``), its own input.
+    """
     target = read_image(pair.target)
     if pair.degraded is None:
         # As the official test: crop the clean image first, then add the noise to the crop.
         if not args.full_size:
             target = crop_to_multiple(target, 16)
+        if sigma is None:
+            return target, target
         return add_gaussian_noise(target, sigma, noise_rng(pair.name, sigma, args.seed)), target
     degraded = read_image(pair.degraded)
     if degraded.shape != target.shape:
@@ -240,7 +352,8 @@ def evaluate_set(
 ) -> SetResult:
     """Restore and score every pair of ``test_set``; unreadable files go to ``skipped``."""
     task = test_set.task if sigma is None else f"{test_set.task}_{sigma}"
-    result = SetResult(test_set.name, task)
+    result = SetResult(test_set.name, task, test_set.task, set_label(test_set))
+    clean = test_set.task == CLEAN
     device = next(model.parameters()).device
     start = time.perf_counter()
     # --save_images: a file name per pair ("a.jpg" and "a.png" -> a_jpg.png, a_png.png)
@@ -280,23 +393,28 @@ def evaluate_set(
         restored_hwc = restored[0].permute(1, 2, 0).numpy()  # (H, W, 3), clipped by the metrics
         score_psnr = psnr(restored_hwc, target, y_channel=args.y_channel)
         score_ssim = ssim(restored_hwc, target, y_channel=args.y_channel)
-        input_psnr = psnr(degraded, target, y_channel=args.y_channel)
-        input_ssim = ssim(degraded, target, y_channel=args.y_channel)
         result.psnrs.append(score_psnr)
         result.ssims.append(score_ssim)
-        result.input_psnrs.append(input_psnr)
-        result.input_ssims.append(input_ssim)
-        rows.writerow(
-            {
-                "set": test_set.name,
-                "task": task,
-                "image": pair.name,
-                "psnr": f"{score_psnr:.4f}",
-                "ssim": f"{score_ssim:.6f}",
+        row = {"set": test_set.name, "task": task, "image": pair.name}
+        row |= {"psnr": f"{score_psnr:.4f}", "ssim": f"{score_ssim:.6f}"}
+        if clean:  # the target is the input: its own scores are not applicable
+            change = mean_brightness_change(restored_hwc, degraded)
+            result.brightness.append(change)
+            row["brightness_change"] = f"{change:.4f}"
+        else:
+            input_psnr = psnr(degraded, target, y_channel=args.y_channel)
+            input_ssim = ssim(degraded, target, y_channel=args.y_channel)
+            result.input_psnrs.append(input_psnr)
+            result.input_ssims.append(input_ssim)
+            row |= {
                 "input_psnr": f"{input_psnr:.4f}",
                 "input_ssim": f"{input_ssim:.6f}",
                 "gain_psnr": f"{score_psnr - input_psnr:.4f}",
                 "gain_ssim": f"{score_ssim - input_ssim:.6f}",
+            }
+        rows.writerow(
+            row
+            | {
                 "tile": tiling["tile"] or "",
                 "tile_reason": tiling["tile_reason"] or "",
                 "seconds": f"{seconds:.4f}",
@@ -312,17 +430,33 @@ def evaluate_set(
 
 
 def find_sets(args: argparse.Namespace) -> list[ImageSet]:
+    """The sets of the mode's tasks, in the mode's order, then the ``--clean_path`` sets."""
     finders = {
         "denoise": (find_denoise_sets, args.denoise_path),
         "derain": (find_derain_sets, args.derain_path),
         "dehaze": (find_dehaze_sets, args.dehaze_path),
+        "deblur": (find_deblur_sets, args.deblur_path),
+        "lowlight": (find_lowlight_sets, args.lowlight_path),
     }
     sets = []
     for task in MODE_TASKS[args.mode]:
         finder, paths = finders[task]
         sets.extend(finder(paths))
+    if args.clean_path:
+        # Folders of photos like the denoise sets', each photo its own input (load_pair).
+        for found in find_denoise_sets(args.clean_path):
+            sets.append(ImageSet(found.name, CLEAN, found.pairs, found.problems))
     name_sets_apart(sets)
     return sets
+
+
+def set_label(test_set: ImageSet) -> str:
+    """The set as the table prints it: its name, and for a deblur set made by
+    ``scripts/make_deblur_testset.py`` (``proxy.json`` beside its folders) the proxy, so its
+    number is never read as GoPro's."""
+    if test_set.task == "deblur" and (set_folder(test_set) / PROXY_FILE).is_file():
+        return f"{test_set.name}: {PROXY_LABEL}"
+    return test_set.name
 
 
 def name_sets_apart(sets: list[ImageSet]) -> None:
@@ -345,19 +479,63 @@ def set_folder(test_set: ImageSet) -> Path:
     return Path(os.path.commonpath([os.path.abspath(p.parent) for p in files]))
 
 
-def format_table(summaries: list[dict]) -> str:
-    """Plain-text table: one row per (set, task); restored, degraded input and the gain."""
+AVERAGED = ("psnr", "ssim", "input_psnr", "input_ssim", "gain_psnr", "gain_ssim")
+
+
+def task_average(summaries: list[dict], tasks: tuple[str, ...]) -> dict[str, float]:
+    """The mean over ``tasks`` of each task's scores (the mean of its rows: one set, and one
+    sigma for denoising, in the five-task protocol, where this is the papers' average).
+
+    Returns {"tasks": [...], "psnr", "ssim", "input_psnr", "input_ssim", "gain_psnr",
+    "gain_ssim"}; nan where a task has no scored image.
+    """
+    per_task = []
+    for task in tasks:
+        rows = [s for s in summaries if s["degradation"] == task]
+        per_task.append({key: _mean([row[key] for row in rows]) for key in AVERAGED})
+    return {"tasks": list(tasks)} | {
+        key: float(np.mean([scores[key] for scores in per_task])) for key in AVERAGED
+    }
+
+
+def _cell(value: float, spec: str, width: int) -> str:
+    """A number in a table cell; "-" where it does not apply (nan)."""
+    return f"{'-':>{width}}" if math.isnan(value) else f"{value:{spec}}"
+
+
+def format_table(summaries: list[dict], average: dict[str, float] | None = None) -> str:
+    """Plain-text table: one row per (set, task); restored, degraded input and the gain; a
+    ``clean`` row adds the brightness change (grey levels); ``average`` (mode 4) closes it.
+    """
+    title = "five-task average"
+    width = max([16, *(len(s["label"]) for s in summaries), len(title) if average else 0])
+    clean = any(s["degradation"] == CLEAN for s in summaries)
     header = (
-        f"{'set':<16} {'task':<12} {'PSNR':>8} {'SSIM':>7} {'in PSNR':>8} {'in SSIM':>7} "
+        f"{'set':<{width}} {'task':<12} {'PSNR':>8} {'SSIM':>7} {'in PSNR':>8} {'in SSIM':>7} "
         f"{'gain dB':>8} {'gain SSIM':>9} {'images':>7} {'seconds':>8}"
-    )
+    ) + (f" {'|d mean|':>8}" if clean else "")
     lines = [header, "-" * len(header)]
     for s in summaries:
-        lines.append(
-            f"{s['set']:<16} {s['task']:<12} {s['psnr']:>8.2f} {s['ssim']:>7.4f} "
-            f"{s['input_psnr']:>8.2f} {s['input_ssim']:>7.4f} {s['gain_psnr']:>+8.2f} "
-            f"{s['gain_ssim']:>+9.4f} {s['images']:>7d} {s['seconds']:>8.1f}"
+        line = (
+            f"{s['label']:<{width}} {s['task']:<12} {_cell(s['psnr'], '>8.2f', 8)} "
+            f"{_cell(s['ssim'], '>7.4f', 7)} {_cell(s['input_psnr'], '>8.2f', 8)} "
+            f"{_cell(s['input_ssim'], '>7.4f', 7)} {_cell(s['gain_psnr'], '>+8.2f', 8)} "
+            f"{_cell(s['gain_ssim'], '>+9.4f', 9)} {s['images']:>7d} {s['seconds']:>8.1f}"
         )
+        if "brightness_change" in s:
+            line += f" {_cell(s['brightness_change'], '>8.2f', 8)}"
+        lines.append(line)
+    if average is not None:
+        lines.append("-" * len(header))
+        lines.append(
+            f"{title:<{width}} {'':<12} {_cell(average['psnr'], '>8.2f', 8)} "
+            f"{_cell(average['ssim'], '>7.4f', 7)} {_cell(average['input_psnr'], '>8.2f', 8)} "
+            f"{_cell(average['input_ssim'], '>7.4f', 7)} "
+            f"{_cell(average['gain_psnr'], '>+8.2f', 8)} "
+            f"{_cell(average['gain_ssim'], '>+9.4f', 9)}"
+        )
+    if clean:
+        lines.append("clean: output vs input; |d mean| = |mean(output) - mean(input)| (0-255)")
     return "\n".join(lines)
 
 
@@ -368,6 +546,10 @@ def _json_number(value: float) -> float | str | None:
     return value if math.isfinite(value) else str(value)
 
 
+def _json_record(record: dict) -> dict:
+    return {k: _json_number(v) if isinstance(v, float) else v for k, v in record.items()}
+
+
 def write_summary(
     path: Path,
     args: argparse.Namespace,
@@ -375,10 +557,15 @@ def write_summary(
     device: torch.device,
     summaries: list[dict],
     skipped: dict[Path, str],
+    types: list[str] | None,
+    average: dict | None,
 ) -> None:
+    """summary.json: the checkpoint and its trained types, the protocol, one record per
+    (set, task), the five-task average (mode 4, else null) and the skipped files."""
     summary = {
         "mode": args.mode,
         "ckpt": str(ckpt),
+        "trained_types": types,
         "device": str(device),
         "protocol": {
             "crop_to_multiple_of_16": not args.full_size,
@@ -388,10 +575,8 @@ def write_summary(
             "tile": args.tile,
             "precision": args.precision,
         },
-        "results": [
-            {k: _json_number(v) if isinstance(v, float) else v for k, v in s.items()}
-            for s in summaries
-        ],
+        "results": [_json_record(s) for s in summaries],
+        "five_task_average": _json_record(average) if average else None,
         "skipped": [{"path": str(p), "reason": reason} for p, reason in skipped.items()],
     }
     write_text_atomic(path, json.dumps(summary, indent=2) + "\n")
@@ -433,8 +618,23 @@ def evaluate_all(
     return summaries
 
 
+def warn_if_untrained_tasks(ckpt: Path, types: list[str] | None, tasks: tuple[str, ...]) -> None:
+    """Say when a checkpoint that records its types was not trained on some tested task
+    (``denoise`` counts as trained with any noise level): its numbers there measure
+    generalisation, not a trained task."""
+    if types is None:
+        return
+    untrained = [t for t in tasks if not any(k == t or k.startswith(f"{t}_") for k in types)]
+    if untrained:
+        logger.warning("%s was not trained on %s", ckpt, " ".join(untrained))
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the evaluation; returns the exit code (0 ok, 1 files skipped, 2 cannot start)."""
+    missing = apply_mode_defaults(args)  # main() called without parse_args()
+    if missing:
+        logger.error("%s", missing_paths_message(missing))
+        return EXIT_SETUP
     if args.ckpt is None:
         ckpt, which = default_checkpoint(DEFAULT_CKPT[args.mode])
     else:
@@ -448,6 +648,7 @@ def main(args: argparse.Namespace) -> int:
         device = resolve_device(args.device)
         sets = find_sets(args)
         model = load_airnet(ckpt, device)
+        types = trained_types(ckpt)
     except (LayoutError, FileNotFoundError, RuntimeError, ValueError) as error:
         logger.error("%s", error)
         if isinstance(error, FileNotFoundError) and not ckpt.is_file():
@@ -458,6 +659,8 @@ def main(args: argparse.Namespace) -> int:
             )
         return EXIT_SETUP
     logger.info("checkpoint %s (%s) on %s", ckpt, which, device)
+    logger.info("%s", describe_trained_types(types))
+    warn_if_untrained_tasks(ckpt, types, MODE_TASKS[args.mode])
     warn_if_slow_precision(args.precision, device)
     skipped: dict[Path, str] = {}
     for test_set in sets:
@@ -466,11 +669,14 @@ def main(args: argparse.Namespace) -> int:
             skipped[path] = reason
     try:
         summaries = evaluate_all(model, sets, args, skipped)
-        write_summary(args.output_path / "summary.json", args, ckpt, device, summaries, skipped)
+        five_tasks = args.mode == FIVE_TASKS
+        average = task_average(summaries, MODE_TASKS[args.mode]) if five_tasks else None
+        summary_path = args.output_path / "summary.json"
+        write_summary(summary_path, args, ckpt, device, summaries, skipped, types, average)
     except OSError as error:  # unwritable output folder, disk full
         logger.error("cannot write the results in %s: %s", args.output_path, error)
         return EXIT_SETUP
-    print(format_table(summaries))
+    print(format_table(summaries, average))
     print(f"skipped files: {len(skipped)}" + (" (listed in summary.json)" if skipped else ""))
     print(f"per-image results: {args.output_path / 'results.csv'}")
     return EXIT_SKIPPED if skipped else EXIT_OK
