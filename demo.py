@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from net import load_airnet
-from utils.checkpoint import default_checkpoint
+from utils.checkpoint import default_checkpoint, describe_trained_types, trained_types
 from utils.image_files import distinct_names, find_inputs, image_mode
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image_alpha
 from utils.precision import PRECISIONS, warn_if_slow_precision
@@ -167,10 +167,12 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_SETUP
     try:
         model = load_airnet(ckpt, device)
+        types = trained_types(ckpt)
     except (RuntimeError, FileNotFoundError) as error:
         logger.error("%s", error)
         return EXIT_SETUP
     logger.info("device: %s, checkpoint: %s (%s), %d image(s)", device, ckpt, which, len(inputs))
+    logger.info("%s", describe_trained_types(types))
     warn_if_slow_precision(args.precision, device)
 
     names = dict(zip(inputs, distinct_names(inputs), strict=True))

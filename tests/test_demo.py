@@ -172,6 +172,31 @@ def test_prints_device_and_time(tmp_path, tiny_ckpt, caplog):
     assert any(r.getMessage().endswith(" s)") and "a.png" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize(
+    ("kind", "logged"),
+    [
+        ("pth", "trained types: derain dehaze"),  # our export: args.de_type
+        ("safetensors", "trained types: denoise_25 lowlight"),  # metadata
+        ("flat", "trained types: not recorded"),  # the official format
+    ],
+)
+def test_prints_the_trained_types(tmp_path, caplog, kind, logged):
+    caplog.set_level(logging.INFO, logger="demo")
+    torch.manual_seed(0)
+    state = AirNet(n_feats=8, n_groups=1, n_blocks=1, queue_size=16).state_dict()
+    size = {"n_feats": 8, "n_groups": 1, "n_blocks": 1}
+    ckpt = tmp_path / f"weights.{kind}"
+    if kind == "pth":
+        torch.save({"model": state, "args": {**size, "de_type": ["derain", "dehaze"]}}, ckpt)
+    elif kind == "safetensors":
+        checkpoint.save_safetensors_atomic(state, ckpt, size, ["denoise_25", "lowlight"])
+    else:
+        torch.save(state, ckpt)
+    Image.fromarray(random_rgb(16, 16)).save(tmp_path / "a.png")
+    assert run(tmp_path / "a.png", tmp_path / "out", ckpt) == 0
+    assert logged in caplog.messages
+
+
 def test_bundled_demo_images(tmp_path, tiny_ckpt):
     """README's demo command on data/demo/ (the repository's own samples)."""
     assert run(ROOT / "data/demo", tmp_path, tiny_ckpt) == 0
