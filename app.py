@@ -7,9 +7,10 @@ The page restores with the same ``utils.restore.restore`` as ``demo.py`` (tiles 
 CPU or GPU) and reads images with the same code (EXIF orientation, grayscale, 16-bit, alpha).
 Weights: a ``.pth`` or ``.safetensors`` in ``ckpt/`` (``All.pth`` first when present), one given
 with ``--ckpt``, or a checkpoint uploaded in the page; every one is read by ``net.load_airnet``
-(``weights_only``, so a checkpoint cannot run code) and must be at most ``MAX_CKPT_MB``. A wrong
-file, an image over the limits or a checkpoint that is not AirNet's shows a message in the page;
-the server goes on.
+(``weights_only``, so a checkpoint cannot run code) and must be at most ``MAX_CKPT_MB``. The
+page's model info names the chosen weights and the types they were trained on, as recorded in
+the file ("not recorded" for the official files). A wrong file, an image over the limits or a
+checkpoint that is not AirNet's shows a message in the page; the server goes on.
 
 The page fetches nothing from outside: analytics and Gradio's version check are off, and the
 default theme's fonts are served by the app itself.
@@ -33,6 +34,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 import torch  # noqa: E402
 
 from net import AirNet, load_airnet  # noqa: E402
+from utils.checkpoint import describe_trained_types, trained_types  # noqa: E402
 from utils.image_files import (  # noqa: E402
     ImageReadError,
     distinct_names,
@@ -126,6 +128,21 @@ def load_model(choice: str | None, upload: str | None, device_name: str) -> AirN
         return MODELS.get(path, device)
     except (RuntimeError, FileNotFoundError, KeyError, TypeError) as error:
         raise AppError(f"{path.name} is not an AirNet checkpoint: {error}") from error
+
+
+def model_info(choice: str | None, upload: str | None) -> str:
+    """The page's model info: the chosen weights' file and the degradation types they record
+    as trained (decision 5; "not recorded" for the official files and older exports), or why
+    they cannot be read."""
+    try:
+        path = checkpoint_path(choice, upload)
+    except AppError as error:
+        return str(error)
+    try:
+        types = trained_types(path)
+    except (RuntimeError, FileNotFoundError, KeyError, TypeError, ValueError) as error:
+        return f"{path.name} is not an AirNet checkpoint: {error}"
+    return f"Weights `{path.name}`, {describe_trained_types(types)}"
 
 
 def read_checked(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -245,6 +262,7 @@ def build_app(choices: list[str]) -> gr.Blocks:
                 upload = gr.File(
                     label="Checkpoint (.pth or .safetensors), with 'uploaded checkpoint'"
                 )
+                info = gr.Markdown(model_info(choices[0], None), elem_id="model_info")
                 device = gr.Radio(devices, value=devices[-1], label="Device")
                 tile = gr.Slider(
                     0,
@@ -269,6 +287,8 @@ def build_app(choices: list[str]) -> gr.Blocks:
             api_name="restore",
         )
         gallery.select(on_select, pairs, slider, api_visibility="undocumented")
+        for event in (choice.change, upload.change):
+            event(model_info, [choice, upload], info, api_visibility="undocumented")
     return page
 
 

@@ -18,6 +18,7 @@ from PIL import Image
 
 import app
 from net import AirNet, load_airnet
+from utils.checkpoint import save_safetensors_atomic
 from utils.restore import restore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,6 +110,25 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path, photos):
         app.load_model(str(path), None, "cpu")
 
 
+def test_model_info_names_the_trained_types(tmp_path, photos):
+    torch.manual_seed(0)
+    state = AirNet(n_feats=8, n_groups=1, n_blocks=1, queue_size=16).state_dict()
+    size = {"n_feats": 8, "n_groups": 1, "n_blocks": 1}
+    torch.save({"model": state, "args": {**size, "de_type": ["derain"]}}, tmp_path / "ours.pth")
+    save_safetensors_atomic(state, tmp_path / "w.safetensors", size, ["denoise_25", "lowlight"])
+    torch.save(state, tmp_path / "All.pth")  # the official format records nothing
+    assert app.model_info(str(tmp_path / "ours.pth"), None) == (
+        "Weights `ours.pth`, trained types: derain"
+    )
+    assert app.model_info(app.UPLOADED, str(tmp_path / "w.safetensors")) == (
+        "Weights `w.safetensors`, trained types: denoise_25 lowlight"
+    )
+    assert app.model_info(str(tmp_path / "All.pth"), None).endswith("trained types: not recorded")
+    assert "upload a checkpoint" in app.model_info(app.UPLOADED, None)
+    bad = app.model_info(app.UPLOADED, str(photos["bad_ckpt"]))
+    assert bad.startswith("bad.pth is not an AirNet checkpoint")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -172,6 +192,13 @@ def test_http_api_restores_and_survives_errors(server, tiny_ckpt, photos):
         [handle_file(photos["alpha"])], str(tiny_ckpt), None, "cpu", 64, api_name="/restore"
     )
     assert Image.open(downloads[0]).mode == "RGBA"
+
+
+def test_page_shows_the_model_info(server):
+    """The first choice is the --ckpt file, whose args record no de_type."""
+    with urllib.request.urlopen(server + "config", timeout=10) as response:
+        config = response.read().decode()
+    assert "Weights `tiny.pth`, trained types: not recorded" in config
 
 
 def test_page_has_analytics_off(server):
