@@ -645,7 +645,7 @@ def _scan_validation_folder(de_type: str, flag: str, folder: Path) -> TypeScan:
         scan.error = f"{flag} {error}"
         return scan
     candidates = [pair for image_set in sets for pair in image_set.pairs]
-    scan.layout = f"{len(sets)} set(s): {', '.join(image_set.name for image_set in sets)}"
+    scan.layout = f"set{'s' * (len(sets) > 1)} {', '.join(image_set.name for image_set in sets)}"
     scan.labels = {
         pair.target if pair.degraded is None else pair.degraded: Path(image_set.name, pair.name)
         for image_set in sets
