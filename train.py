@@ -6,6 +6,7 @@ The official recipe, one command:
 Several GPUs:   torchrun --nproc_per_node N train.py ...
 Resume:         python train.py ... --resume ckpt/airnet_last_train.pth
 Fine-tune:      python train.py ... --init_from ckpt/FILE.pth   (fresh optimiser and schedule)
+Check the data: python train.py ... --check_data   (a table of what training would read; exit 0/2)
 
 Phase 1 (epoch < --epochs_encoder) trains the degradation encoder alone with MoCo's
 contrastive loss; phase 2 trains the whole model with L1(restored, clean) + 0.1 * contrastive.
