@@ -503,38 +503,44 @@ def _cell(value: float, spec: str, width: int) -> str:
     return f"{'-':>{width}}" if math.isnan(value) else f"{value:{spec}}"
 
 
+def _scores(record: dict) -> str:
+    """PSNR, SSIM, the input's PSNR/SSIM and the gains of a record, as table cells."""
+    return (
+        f"{_cell(record['psnr'], '>8.2f', 8)} {_cell(record['ssim'], '>7.4f', 7)} "
+        f"{_cell(record['input_psnr'], '>8.2f', 8)} {_cell(record['input_ssim'], '>7.4f', 7)} "
+        f"{_cell(record['gain_psnr'], '>+8.2f', 8)} {_cell(record['gain_ssim'], '>+9.4f', 9)}"
+    )
+
+
 def format_table(summaries: list[dict], average: dict[str, float] | None = None) -> str:
-    """Plain-text table: one row per (set, task); restored, degraded input and the gain; a
-    ``clean`` row adds the brightness change (grey levels); ``average`` (mode 4) closes it.
+    """Plain-text table: one row per (set, task); restored, degraded input and the gain;
+    ``average`` (mode 4) after the tasks' rows; then the ``clean`` rows, with the brightness
+    change (grey levels), set apart since no average includes them.
     """
     title = "five-task average"
     width = max([16, *(len(s["label"]) for s in summaries), len(title) if average else 0])
-    clean = any(s["degradation"] == CLEAN for s in summaries)
+    tasks = [s for s in summaries if s["degradation"] != CLEAN]
+    clean = [s for s in summaries if s["degradation"] == CLEAN]
     header = (
         f"{'set':<{width}} {'task':<12} {'PSNR':>8} {'SSIM':>7} {'in PSNR':>8} {'in SSIM':>7} "
         f"{'gain dB':>8} {'gain SSIM':>9} {'images':>7} {'seconds':>8}"
     ) + (f" {'|d mean|':>8}" if clean else "")
-    lines = [header, "-" * len(header)]
-    for s in summaries:
-        line = (
-            f"{s['label']:<{width}} {s['task']:<12} {_cell(s['psnr'], '>8.2f', 8)} "
-            f"{_cell(s['ssim'], '>7.4f', 7)} {_cell(s['input_psnr'], '>8.2f', 8)} "
-            f"{_cell(s['input_ssim'], '>7.4f', 7)} {_cell(s['gain_psnr'], '>+8.2f', 8)} "
-            f"{_cell(s['gain_ssim'], '>+9.4f', 9)} {s['images']:>7d} {s['seconds']:>8.1f}"
-        )
-        if "brightness_change" in s:
-            line += f" {_cell(s['brightness_change'], '>8.2f', 8)}"
-        lines.append(line)
-    if average is not None:
-        lines.append("-" * len(header))
+    rule = "-" * len(header)
+    lines = [header, rule]
+    for s in tasks:
         lines.append(
-            f"{title:<{width}} {'':<12} {_cell(average['psnr'], '>8.2f', 8)} "
-            f"{_cell(average['ssim'], '>7.4f', 7)} {_cell(average['input_psnr'], '>8.2f', 8)} "
-            f"{_cell(average['input_ssim'], '>7.4f', 7)} "
-            f"{_cell(average['gain_psnr'], '>+8.2f', 8)} "
-            f"{_cell(average['gain_ssim'], '>+9.4f', 9)}"
+            f"{s['label']:<{width}} {s['task']:<12} {_scores(s)} "
+            f"{s['images']:>7d} {s['seconds']:>8.1f}"
         )
+    if average is not None:
+        lines += [rule, f"{title:<{width}} {'':<12} {_scores(average)}"]
     if clean:
+        lines.append(rule)
+        for s in clean:
+            lines.append(
+                f"{s['label']:<{width}} {s['task']:<12} {_scores(s)} {s['images']:>7d} "
+                f"{s['seconds']:>8.1f} {_cell(s['brightness_change'], '>8.2f', 8)}"
+            )
         lines.append("clean: output vs input; |d mean| = |mean(output) - mean(input)| (0-255)")
     return "\n".join(lines)
 

@@ -129,6 +129,19 @@ def test_mode_4_average_weighs_tasks_not_rows(five, ckpts):
     assert summary["five_task_average"]["psnr"] == pytest.approx(expected)
 
 
+def test_clean_photos_stay_out_of_the_average(five, ckpts, capsys):
+    argv = five_argv(five, ckpts["ours.pth"], "--clean_path", str(five / "BSD68"))
+    assert test_script.main(test_script.parse_args(argv)) == 0
+    summary = json.loads((five / "out/summary.json").read_text())
+    tasks = [r["psnr"] for r in summary["results"] if r["task"] != "clean"]
+    assert len(tasks) == 5 and len(summary["results"]) == 6
+    assert summary["five_task_average"]["psnr"] == pytest.approx(np.mean(tasks))
+    lines = capsys.readouterr().out.splitlines()
+    average = next(i for i, line in enumerate(lines) if line.startswith("five-task average"))
+    clean = next(i for i, line in enumerate(lines) if line.split()[1:2] == ["clean"])
+    assert clean > average
+
+
 def test_full_size_scores_lol_whole(five, ckpts):
     assert (
         test_script.main(test_script.parse_args(five_argv(five, ckpts["ours.pth"], "--full_size")))
