@@ -1,14 +1,17 @@
 """Validate model exports on a held-out split, and average the weights of several of them.
 
     python scripts/average_weights.py validate CKPT... --val_denoise_dir D --val_derain_dir R \\
-        --val_dehaze_dir H [--val_images 0 --val_crop 256] [--clean]
+        --val_dehaze_dir H [--val_deblur_dir B --val_lowlight_dir L] [--de_type ...] \\
+        [--val_images 0 --val_crop 256] [--clean]
     python scripts/average_weights.py average CKPT... --output averaged.pth
 
 ``validate`` runs train.py's own validation (utils/validation.py: same images, crops, seeded
 noise and metrics as the ``val`` records of log.jsonl) on each file and prints a markdown row per
 file with the shipping rule's verdict (every type above its input; clean photos, when
 ``--clean`` is given, kept within 30 dB and 3 grey levels), so exports of different runs, and
-averages of them, are compared on equal terms.
+averages of them, are compared on equal terms. The types are those the first file records
+(``de_type``, decision 5; a five-task export needs ``--val_deblur_dir`` and ``--val_lowlight_dir``),
+or ``--de_type``, or the paper's five.
 
 ``average`` writes the uniform average of the weights of exports of one model size, in the
 format of the first file (Izmailov et al., "Averaging Weights Leads to Wider Optima and Better
@@ -30,8 +33,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from net import load_airnet  # noqa: E402
 from option import DE_TYPES  # noqa: E402
-from utils.checkpoint import load_model_state, read_weights, save_weights_as  # noqa: E402
-from utils.train_dataset import CLEAN, build_validation_set  # noqa: E402
+from utils.checkpoint import (  # noqa: E402
+    CheckpointError,
+    load_model_state,
+    read_weights,
+    save_weights_as,
+    trained_types,
+)
+from utils.train_dataset import (  # noqa: E402
+    CLEAN,
+    TYPE_FOLDERS,
+    DataError,
+    build_validation_set,
+)
 from utils.validation import validate  # noqa: E402
 
 KEPT_FROM_LAST = ("E.E.queue",)  # read by training only; an average of queues means nothing
@@ -68,20 +82,27 @@ def average_files(paths: list[Path], output: Path) -> None:
     save_weights_as(first, averaged, output, {"averaged": [str(path) for path in paths]})
 
 
+def validation_types(paths: list[Path], args: argparse.Namespace) -> list[str]:
+    """--de_type if given, else the types the first file records (decision 5), else the
+    paper's five; ``clean`` is added with --clean and validated in its own column."""
+    types = args.de_type or trained_types(paths[0]) or list(DE_TYPES)
+    types = [t for t in types if t != CLEAN]
+    return [*types, CLEAN] if args.clean else types
+
+
 def validate_files(paths: list[Path], args: argparse.Namespace) -> None:
-    folders = {
-        "denoise": args.val_denoise_dir,
-        "derain": args.val_derain_dir,
-        "dehaze": args.val_dehaze_dir,
-    }
-    types = [*DE_TYPES, CLEAN] if args.clean else list(DE_TYPES)
+    """Print a markdown row per file: PSNR per type, clean, mean and the shipping rule."""
+    keys = dict.fromkeys(TYPE_FOLDERS.values())
+    folders = {key: getattr(args, f"val_{key}_dir") for key in keys}
+    types = validation_types(paths, args)
+    degradations = [t for t in types if t != CLEAN]
     images = build_validation_set(types, folders, args.val_images, args.val_crop)
-    header = " | ".join(DE_TYPES) + (" | clean (dB / grey levels)" if args.clean else "")
+    header = " | ".join(degradations) + (" | clean (dB / grey levels)" if args.clean else "")
     print(f"| file | {header} | mean | qualifies |")
     print("|---|" + "---|" * (len(types) + 2))
     for path in paths:
         metrics, _ = validate(load_airnet(path), images, torch.device("cpu"))
-        cells = [f"{metrics[f'psnr/{t}']:.2f}" for t in DE_TYPES]
+        cells = [f"{metrics[f'psnr/{t}']:.2f}" for t in degradations]
         if args.clean:
             cells.append(f"{metrics['psnr/clean']:.2f} / {metrics['brightness/clean']:.1f}")
         verdict = "yes" if metrics["qualifies"] else "no"
@@ -94,9 +115,14 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     val = commands.add_parser("validate", help="PSNR per type on a validation split")
     val.add_argument("ckpts", nargs="+", type=Path)
-    val.add_argument("--val_denoise_dir", required=True)
-    val.add_argument("--val_derain_dir", required=True)
-    val.add_argument("--val_dehaze_dir", required=True)
+    for key in dict.fromkeys(TYPE_FOLDERS.values()):
+        val.add_argument(f"--val_{key}_dir", help=f"held-out {key} images, as train.py's")
+    val.add_argument(
+        "--de_type",
+        nargs="+",
+        choices=[t for t in TYPE_FOLDERS if t != CLEAN],
+        help="types to validate (default: those the first file records, else the paper's five)",
+    )
     val.add_argument("--val_images", type=int, default=0, help="images per type (0: all)")
     val.add_argument("--val_crop", type=int, default=256)
     val.add_argument(
@@ -109,7 +135,11 @@ def main(argv: list[str] | None = None) -> None:
     avg.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.command == "validate":
-        validate_files(args.ckpts, args)
+        try:
+            validate_files(args.ckpts, args)
+        except (DataError, CheckpointError, FileNotFoundError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
     else:
         average_files(args.ckpts, args.output)
         print(f"{args.output}: the average of {len(args.ckpts)} files")

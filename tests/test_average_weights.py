@@ -97,3 +97,32 @@ def test_validate_with_clean_photos_prints_the_clean_column(
     psnr_clean, brightness = (float(part) for part in cells[6].split("/"))
     assert psnr_clean > 0 and brightness >= 0
     assert cells[-1] == "no"
+
+
+def test_validate_takes_the_types_the_file_records(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    torch.manual_seed(0)
+    size = {**SIZE}
+    export_model(
+        AirNet(**size), argparse.Namespace(**size, de_type=["derain", "dehaze"]), tmp_path / "m.pth"
+    )
+    average_weights.main([
+        "validate", str(tmp_path / "m.pth"),
+        "--val_derain_dir", str(REPO / "data/test/derain/Rain100L"),
+        "--val_dehaze_dir", str(REPO / "data/test/dehaze/SOTS_outdoor"),
+        "--val_images", "1", "--val_crop", "32",
+    ])  # fmt: skip
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header == "| file | derain | dehaze | mean | qualifies |"
+
+
+def test_validate_without_a_needed_folder_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    tiny_export(tmp_path / "m.pth", 1)
+    with pytest.raises(SystemExit) as stop:
+        average_weights.main(["validate", str(tmp_path / "m.pth"), "--de_type", "deblur"])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "--val_deblur_dir" in error
