@@ -180,6 +180,7 @@ def test_entry_points_read_a_dark_16bit_scan_dark(tmp_path, monkeypatch):
 
     demo = load_script("demo")
     monkeypatch.setattr(demo, "load_airnet", lambda *args: None)
+    monkeypatch.setattr(demo, "trained_types", lambda *args: None)
     monkeypatch.setattr(demo, "restore", lambda rgb, *args, **kwargs: rgb)
     argv = ["--test_path", str(scan), "--output_path", str(tmp_path / "demo")]
     argv += ["--ckpt", str(scan), "--device", "cpu"]  # any existing file: not loaded

@@ -104,6 +104,7 @@ def identity_demo(monkeypatch):
     """demo.py with the network replaced by the identity (naming is what is tested)."""
     demo = load_script("demo")
     monkeypatch.setattr(demo, "load_airnet", lambda *args: None)
+    monkeypatch.setattr(demo, "trained_types", lambda *args: None)
     monkeypatch.setattr(demo, "restore", lambda rgb, *args, **kwargs: rgb)
     return demo
 
