@@ -7,7 +7,8 @@
         --output ckpt/examples.jpg
 
 ``curve`` plots the training L1 and contrastive loss and the validation PSNR of every type
-against the step (needs matplotlib: requirements-tools.txt). ``strips`` takes the first image of
+against the step, and for a --loss_weighting tur run each type's mean uncertainty ū (needs
+matplotlib: requirements-tools.txt). ``strips`` takes the first image of
 each task that test.py --save_images restored, with its degraded input made as test.py makes it
 (same crop, same seeded noise), and stacks input | restored | target rows, with PIL only.
 """
@@ -57,6 +58,21 @@ def read_stages(logs: list[Path], starts: list[int]) -> list[dict]:
     return records
 
 
+def uncertainty_series(records: list[dict]) -> dict[str, tuple[list[int], list[float]]]:
+    """Per type, (steps, ū) of the training records that hold ``u/TYPE`` (--loss_weighting
+    tur); empty for a run with the paper's plain L1."""
+    series: dict[str, tuple[list[int], list[float]]] = {}
+    for record in records:
+        if record["kind"] != "train":
+            continue
+        for name, value in record.items():
+            if name.startswith("u/"):
+                steps, values = series.setdefault(name[2:], ([], []))
+                steps.append(record["step"])
+                values.append(value)
+    return series
+
+
 def plot_curve(logs: list[Path], starts: list[int], output: Path) -> None:
     matplotlib = require("matplotlib", "requirements-tools.txt")
     matplotlib.use("Agg")
@@ -65,7 +81,10 @@ def plot_curve(logs: list[Path], starts: list[int], output: Path) -> None:
     records = read_stages(logs, starts)
     train = [r for r in records if r["kind"] == "train"]
     val = [r for r in records if r["kind"] == "val" and r["step"] > 0]
-    figure, (loss_axis, val_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    uncertainty = uncertainty_series(records)
+    panels = 3 if uncertainty else 2
+    figure, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4))
+    loss_axis, val_axis = axes[0], axes[1]
     phase_2 = [r for r in train if r["l1"] > 0]
     loss_axis.plot([r["step"] for r in phase_2], [r["l1"] for r in phase_2], label="L1", lw=0.8)
     steps = [r["step"] for r in train]
@@ -76,8 +95,14 @@ def plot_curve(logs: list[Path], starts: list[int], output: Path) -> None:
     for name in names:
         val_axis.plot([r["step"] for r in val], [r[name] for r in val], marker=".", label=name[5:])
     val_axis.set(xlabel="step", ylabel="PSNR (dB)", title="validation split (held-out train data)")
+    if uncertainty:
+        u_axis = axes[2]
+        for de_type, (steps, values) in uncertainty.items():
+            u_axis.plot(steps, values, lw=0.8, label=de_type)
+        u_axis.set(xlabel="step", ylabel="mean u of the type", title="task uncertainty (tur)")
+        u_axis.legend(fontsize=8)
     for start in starts[1:]:  # where a later stage took over (--init_from)
-        for axis in (loss_axis, val_axis):
+        for axis in axes:
             axis.axvline(start, color="grey", ls=":", lw=0.8)
     loss_axis.legend()
     val_axis.legend(fontsize=8)

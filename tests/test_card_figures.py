@@ -40,3 +40,15 @@ def test_a_resumed_attempt_replaces_the_records_it_repeats(tmp_path):
     log = write_log(tmp_path / "log.jsonl", [10, 20, 30, 20, 30, 40])  # resumed at step 10
     records = card_figures.read_stages([log], [0])
     assert [r["step"] for r in records] == [10, 20, 30, 40]
+
+
+def test_uncertainty_series_per_type():
+    card_figures = load_card_figures()
+    records = [
+        {"kind": "train", "step": 10, "l1": 0.1, "u/derain": 0.03, "u/clean": 0.01},
+        {"kind": "val", "step": 10, "psnr/derain": 25.0},
+        {"kind": "train", "step": 20, "l1": 0.1, "u/derain": 0.02, "u/clean": 0.01},
+    ]
+    series = card_figures.uncertainty_series(records)
+    assert series == {"derain": ([10, 20], [0.03, 0.02]), "clean": ([10, 20], [0.01, 0.01])}
+    assert card_figures.uncertainty_series([{"kind": "train", "step": 1, "l1": 0.1}]) == {}
