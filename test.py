@@ -117,10 +117,20 @@ CSV_FIELDS = (
 EXIT_OK, EXIT_SKIPPED, EXIT_SETUP = 0, 1, 2
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown, except None: those flags say in their help what happens without them
+    (several depend on --mode)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="PSNR/SSIM of AirNet on the paper's test sets.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--mode", type=int, choices=sorted(MODE_TASKS), default=3, help=MODE_HELP)
     parser.add_argument(

@@ -181,6 +181,7 @@ def test_modes_0_to_3_keep_their_defaults_and_mode_3_is_renamed():
     help_text = " ".join(test_script.build_parser().format_help().split())
     assert "3 three tasks, five degradation types" in help_text
     assert "4 five tasks" in help_text
+    assert "default: None" not in help_text  # mode-dependent defaults are said in words
 
 
 def test_a_synthetic_deblur_set_names_its_proxy(five, ckpts, capsys):
