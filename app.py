@@ -34,7 +34,11 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 import torch  # noqa: E402
 
 from net import AirNet, load_airnet  # noqa: E402
-from utils.checkpoint import describe_trained_types, trained_types  # noqa: E402
+from utils.checkpoint import (  # noqa: E402
+    describe_trained_types,
+    is_hub_reference,
+    trained_types,
+)
 from utils.image_files import (  # noqa: E402
     ImageReadError,
     distinct_names,
@@ -112,7 +116,7 @@ def checkpoint_path(choice: str | None, upload: str | None) -> Path:
             )
         return path
     path = Path(choice)
-    if not path.is_file():
+    if not (path.exists() or is_hub_reference(path)):  # a file, a Hub folder or hf://
         raise AppError(f"{path}: checkpoint not found (see ckpt/README.md).")
     return path
 

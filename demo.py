@@ -35,7 +35,12 @@ import numpy as np
 from PIL import Image
 
 from net import load_airnet
-from utils.checkpoint import default_checkpoint, describe_trained_types, trained_types
+from utils.checkpoint import (
+    default_checkpoint,
+    describe_trained_types,
+    is_hub_reference,
+    trained_types,
+)
 from utils.image_files import distinct_names, find_inputs, image_mode
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image_alpha
 from utils.precision import PRECISIONS, warn_if_slow_precision
@@ -158,7 +163,7 @@ def main(args: argparse.Namespace) -> int:
         ckpt, which = default_checkpoint(DEFAULT_CKPT)
     else:
         ckpt, which = args.ckpt, "--ckpt"
-    if not ckpt.is_file():
+    if not (ckpt.exists() or is_hub_reference(ckpt)):  # a file, a Hub folder or hf://
         logger.error(
             "%s: checkpoint not found. Download the official weights (All.pth) into ckpt/ "
             "(see ckpt/README.md) or pass --ckpt with a checkpoint trained by train.py",

@@ -7,8 +7,10 @@ import json
 import sys
 from pathlib import Path, PurePath
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import hubconf
 from net import AirNet, load_airnet
@@ -203,3 +205,18 @@ def test_writing_needs_the_trained_types(tmp_path, source, capsys):
     argv[1] = str(recorded)
     assert make_hub_folder.main(argv) == 0
     assert trained_types(tmp_path / "out") == ["dehaze"]
+
+
+def test_demo_and_app_take_a_hub_folder(folder, tmp_path):
+    """demo.py --ckpt FOLDER and app.py's weights choice reach load_airnet (they used to
+    refuse anything but a file)."""
+    import app
+    import demo
+
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.full((24, 24, 3), 128, np.uint8)).save(image)
+    out = tmp_path / "out"
+    assert demo.main(demo.parse_args(["--test_path", str(image), "--output_path", str(out),
+                                      "--ckpt", str(folder), "--device", "cpu"])) == 0  # fmt: skip
+    assert (out / "photo.png").is_file()
+    assert app.checkpoint_path(str(folder), None) == folder
