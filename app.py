@@ -310,12 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> None:
     choices = weight_choices(CKPT_DIR, args.ckpt)
     logger.info("weights offered: %s", ", ".join(choices))
-    build_app(choices).launch(
-        server_name=args.host,
-        server_port=args.port,
-        max_file_size=f"{max(MAX_IMAGE_MB, MAX_CKPT_MB)}mb",  # images are checked again
-        show_error=True,
-    )
+    try:
+        build_app(choices).launch(
+            server_name=args.host,
+            server_port=args.port,
+            max_file_size=f"{max(MAX_IMAGE_MB, MAX_CKPT_MB)}mb",  # images are checked again
+            show_error=True,
+        )
+    except OSError as error:  # the port is taken, the address cannot be bound
+        logger.error("--host %s --port %d: %s", args.host, args.port, str(error).splitlines()[0])
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

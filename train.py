@@ -98,7 +98,7 @@ CONTRAST_WEIGHT = 0.1  # phase 2: L1 + 0.1 * contrastive loss
 PAPER_SIZE = {"n_feats": 64, "n_groups": 5, "n_blocks": 5}
 
 
-EXIT_FAILED, EXIT_SETUP = 1, 2  # README's table of exit codes
+EXIT_FAILED, EXIT_SETUP = 1, 2  # docs/errors.md's table of exit codes
 
 
 class SetupError(RuntimeError):

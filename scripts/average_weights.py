@@ -141,7 +141,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
     else:
-        average_files(args.ckpts, args.output)
+        try:
+            average_files(args.ckpts, args.output)
+        except (ValueError, CheckpointError, FileNotFoundError) as error:
+            print(f"error: {error}", file=sys.stderr)  # a missing file, sizes that differ
+            raise SystemExit(2) from None
         print(f"{args.output}: the average of {len(args.ckpts)} files")
 
 

@@ -25,8 +25,8 @@ from scipy.ndimage import minimum_filter
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from utils.degradations import add_gaussian_noise, crop_to_multiple, noise_rng  # noqa: E402
-from utils.eval_dataset import find_dehaze_sets, find_denoise_sets  # noqa: E402
-from utils.image_io import read_image  # noqa: E402
+from utils.eval_dataset import LayoutError, find_dehaze_sets, find_denoise_sets  # noqa: E402
+from utils.image_io import ImageReadError, read_image  # noqa: E402
 from utils.metrics import psnr, ssim  # noqa: E402
 from utils.optional import require  # noqa: E402
 from utils.synthetic import box_blur  # noqa: E402
@@ -117,9 +117,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.denoise_path:  # before the dehazing runs, not after
         require("bm3d", "requirements-tools.txt")
-    results = run_dcp(args.dehaze_path) if args.dehaze_path else []
-    if args.denoise_path:
-        results += run_cbm3d(args.denoise_path, args.sigmas, args.images, args.seed)
+    try:
+        results = run_dcp(args.dehaze_path) if args.dehaze_path else []
+        if args.denoise_path:
+            results += run_cbm3d(args.denoise_path, args.sigmas, args.images, args.seed)
+    except (LayoutError, ImageReadError) as error:  # a missing folder, an unreadable image
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(f"{'set':<14} {'method / task':<20} {'PSNR':>7} {'SSIM':>7} {'in PSNR':>8} {'images':>6}")
     for r in results:
         print(

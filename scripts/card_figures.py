@@ -27,11 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from utils.degradations import add_gaussian_noise, crop_to_multiple, noise_rng  # noqa: E402
 from utils.eval_dataset import (  # noqa: E402
+    LayoutError,
     find_dehaze_sets,
     find_denoise_sets,
     find_derain_sets,
 )
-from utils.image_io import read_image  # noqa: E402
+from utils.image_io import ImageReadError, read_image  # noqa: E402
 from utils.optional import require  # noqa: E402
 
 
@@ -175,7 +176,11 @@ def main() -> None:
             parser.error("give one --start per --log")
         plot_curve(args.log, starts, args.output)
     else:
-        strips(args.images, args.sets, args.output)
+        try:
+            strips(args.images, args.sets, args.output)
+        except (LayoutError, ImageReadError, FileNotFoundError) as error:
+            print(f"error: {error}", file=sys.stderr)  # a missing folder or image
+            raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
