@@ -2,7 +2,6 @@
 
 import importlib.util
 import logging
-import shutil
 import sys
 from pathlib import Path
 
@@ -145,23 +144,6 @@ def test_missing_checkpoint_tells_where_to_get_weights(tmp_path, caplog, monkeyp
     assert args.ckpt is None
     assert demo.main(args) == 2
     assert "shipped.pth" in caplog.text and "ckpt/README.md" in caplog.text
-
-
-def test_default_weights_official_first_then_shipped(tmp_path, caplog, monkeypatch, tiny_ckpt):
-    """demo.py without --ckpt: ckpt/All.pth when present, else the shipped file; says which."""
-    caplog.set_level(logging.INFO, logger="demo")
-    Image.fromarray(random_rgb(16, 16)).save(tmp_path / "a.png")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(checkpoint, "REPO_ROOT", tmp_path / "repo")
-    monkeypatch.setattr(checkpoint, "SHIPPED_WEIGHTS", tiny_ckpt)
-    argv = ["--test_path", "a.png", "--device", "cpu", "--output_path", "out"]
-    assert demo.main(demo.build_parser().parse_args(argv)) == 0
-    assert f"checkpoint: {tiny_ckpt} (weights trained by this repository" in caplog.text
-    (tmp_path / "ckpt").mkdir()
-    shutil.copy(tiny_ckpt, tmp_path / "ckpt" / "All.pth")
-    caplog.clear()
-    assert demo.main(demo.build_parser().parse_args(argv)) == 0
-    assert "checkpoint: ckpt/All.pth (official weights)" in caplog.text
 
 
 def test_prints_device_and_time(tmp_path, tiny_ckpt, caplog):

@@ -15,7 +15,6 @@ import torch
 from PIL import Image
 
 from net import AirNet
-from utils import checkpoint
 from utils import restore as restore_module
 from utils.degradations import add_gaussian_noise, crop_to_multiple
 from utils.eval_dataset import (
@@ -376,21 +375,6 @@ def test_unwritable_output_is_one_clear_line(sets, tiny_ckpt, monkeypatch, caplo
     code, out = run(sets, tiny_ckpt, "--mode", "1")
     assert code == 2
     assert f"cannot write the results in {out}: [Errno 28] No space left on device" in caplog.text
-
-
-def test_default_weights_official_first_then_shipped(sets, tiny_ckpt, monkeypatch, caplog):
-    caplog.set_level(logging.INFO, logger="test")
-    monkeypatch.chdir(sets)
-    monkeypatch.setattr(checkpoint, "REPO_ROOT", sets / "repo")
-    monkeypatch.setattr(checkpoint, "SHIPPED_WEIGHTS", tiny_ckpt)
-    argv = ["--mode", "1", "--derain_path", "derain", "--output_path", "out", "--device", "cpu"]
-    assert test_script.main(test_script.build_parser().parse_args(argv)) == 0
-    assert f"checkpoint {tiny_ckpt} (weights trained by this repository" in caplog.text
-    (sets / "ckpt").mkdir()
-    shutil.copy(tiny_ckpt, sets / "ckpt" / "Derain.pth")
-    caplog.clear()
-    assert test_script.main(test_script.build_parser().parse_args(argv)) == 0
-    assert "checkpoint ckpt/Derain.pth (official weights)" in caplog.text
 
 
 def test_whole_images_unless_asked_and_tiles_recorded(sets, tiny_ckpt, monkeypatch):

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+import demo
 import hubconf
+import test as test_script
 from net import AirNet
 from utils import checkpoint
 from utils.checkpoint import read_weights, trained_types
@@ -18,6 +24,44 @@ from utils.metrics import psnr
 from utils.restore import restore
 
 REPO = Path(__file__).resolve().parents[1]
+
+# (entry point, its logger, argv without --ckpt, the official file it prefers, how it logs it)
+ENTRY_POINTS = {
+    "demo": (demo, "demo", ["--test_path", "in"], "All.pth", "checkpoint: {} ("),
+    "test": (test_script, "test", ["--mode", "1", "--derain_path", "in"], "Derain.pth",
+             "checkpoint {} ("),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_default_weights_official_first_then_shipped(entry, tmp_path, monkeypatch, caplog):
+    """demo.py and test.py without --ckpt: the official file of ckpt/ when present, else the
+    shipped file; each says which."""
+    module, logger, argv, official, logged = ENTRY_POINTS[entry]
+    caplog.set_level(logging.INFO, logger=logger)
+    torch.manual_seed(0)
+    tiny = tmp_path / "tiny.pth"
+    size = {"n_feats": 8, "n_groups": 1, "n_blocks": 1}
+    torch.save({"model": AirNet(**size, queue_size=16).state_dict(), "args": size}, tiny)
+    image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    if entry == "demo":
+        Image.fromarray(image).save(tmp_path / "in.png")
+        argv = ["--test_path", "in.png"]
+    else:
+        for side in ("input", "target"):
+            (tmp_path / "in/Rain" / side).mkdir(parents=True)
+            Image.fromarray(image).save(tmp_path / "in/Rain" / side / "x.png")
+    argv = [*argv, "--output_path", "out", "--device", "cpu"]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(checkpoint, "REPO_ROOT", tmp_path / "repo")
+    monkeypatch.setattr(checkpoint, "SHIPPED_WEIGHTS", tiny)
+    assert module.main(module.build_parser().parse_args(argv)) == 0
+    assert logged.format(tiny) + "weights trained by this repository" in caplog.text
+    (tmp_path / "ckpt").mkdir()
+    shutil.copy(tiny, tmp_path / "ckpt" / official)
+    caplog.clear()
+    assert module.main(module.build_parser().parse_args(argv)) == 0
+    assert logged.format(f"ckpt/{official}") + "official weights)" in caplog.text
 
 
 def test_hubconf_pretrained_loads_the_shipped_file(tmp_path, monkeypatch):
