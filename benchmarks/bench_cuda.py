@@ -26,9 +26,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
-from collections.abc import Callable
-from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
@@ -40,31 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_dcn import make_inputs, max_diff, run_layer  # noqa: E402
 from benchmarks.bench_model import build_model  # noqa: E402
+from benchmarks.timing import cuda_time, time_calls, utc_timestamp  # noqa: E402
 from net import load_airnet  # noqa: E402
 from utils.image_io import image_to_tensor, list_images, read_image  # noqa: E402
 from utils.restore import PRECISIONS, restore_tensor  # noqa: E402
 
 MACS_PER_PIXEL = 6.44e6  # full model, counted by benchmarks/bench_model.py
-
-
-def cuda_time(fn: Callable[[], object], repeat: int, warmup: int = 2) -> float:
-    """Median of ``repeat`` synchronised runs after ``warmup`` runs, in milliseconds.
-
-    The peak-memory counter is reset after the warm-ups: cudnn.benchmark tries algorithms with
-    large workspaces on the first call of each shape, which is not what a run keeps using.
-    """
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(repeat):
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2] * 1e3
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -113,13 +91,17 @@ def dcn_section(args: argparse.Namespace, results: dict) -> None:
             inputs = [t.to(dtype) for t in inputs32]
             # On the same (rounded) values: the difference measures arithmetic only.
             reference = run_layer("torchvision", [t.float() for t in inputs], backward=True)
-            conv_f = cuda_time(partial(layer_call, "conv2d", inputs, False, dtype), args.repeat)
-            conv_b = cuda_time(partial(layer_call, "conv2d", inputs, True, dtype), args.repeat)
+            conv_f = 1e3 * cuda_time(
+                partial(layer_call, "conv2d", inputs, False, dtype), args.repeat
+            )
+            conv_b = 1e3 * cuda_time(
+                partial(layer_call, "conv2d", inputs, True, dtype), args.repeat
+            )
             conv_row = f"| {conv_f:.2f} | 1.00 | {conv_b:.2f} | 1.00 | - |"
             print(f"| {shape} | {precision} | conv2d {conv_row}")
             for impl in args.dcn_impls:
-                fwd = cuda_time(partial(layer_call, impl, inputs, False, dtype), args.repeat)
-                fb = cuda_time(partial(layer_call, impl, inputs, True, dtype), args.repeat)
+                fwd = 1e3 * cuda_time(partial(layer_call, impl, inputs, False, dtype), args.repeat)
+                fb = 1e3 * cuda_time(partial(layer_call, impl, inputs, True, dtype), args.repeat)
                 got = [t.float() for t in layer_call(impl, inputs, True, dtype)]
                 absolute, relative = max_diff(got, reference)
                 results["dcn", shape, precision, impl] = (fwd / conv_f, fb / conv_b)
@@ -139,7 +121,7 @@ def eval_section(args: argparse.Namespace, results: dict) -> None:
             x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).cuda()
             outputs = {}
             for precision, dtype in PRECISIONS.items():
-                ms = cuda_time(partial(eval_forward, model, x, dtype), args.repeat)
+                ms = 1e3 * cuda_time(partial(eval_forward, model, x, dtype), args.repeat)
                 peak = torch.cuda.max_memory_allocated() / 2**30
                 outputs[precision] = eval_forward(model, x, dtype).float()
                 results["eval", size, precision, impl] = ms
@@ -174,7 +156,7 @@ def train_section(args: argparse.Namespace, results: dict) -> None:
             optimizer = torch.optim.Adam(params, lr=1e-4)
             scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
             step = partial(train_step, model, optimizer, scaler, dtype, batch)
-            ms = cuda_time(step, args.train_repeat)
+            ms = 1e3 * cuda_time(step, args.train_repeat)
             peak = torch.cuda.max_memory_allocated() / 2**30
             results["train", precision, impl] = ms
             print(f"| {impl} | {precision} | {ms:.1f} | {peak:.2f} |")
@@ -221,12 +203,11 @@ def compile_section(args: argparse.Namespace) -> None:
     x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).cuda()
     model = build_model(args.compile_impl, 5, 5, channels_last=False).cuda().eval()
     compiled = torch.compile(model)
-    eager = cuda_time(partial(eval_forward, model, x, torch.bfloat16), args.repeat)
-    start = time.perf_counter()
-    eval_forward(compiled, x, torch.bfloat16)
-    torch.cuda.synchronize()
-    compile_s = time.perf_counter() - start
-    fast = cuda_time(partial(eval_forward, compiled, x, torch.bfloat16), args.repeat)
+    eager = 1e3 * cuda_time(partial(eval_forward, model, x, torch.bfloat16), args.repeat)
+    run_compiled = partial(eval_forward, compiled, x, torch.bfloat16)
+    # The first call compiles the model: its time is the compile time.
+    compile_s = time_calls(run_compiled, 1, sync=torch.cuda.synchronize).wall[0]
+    fast = 1e3 * cuda_time(run_compiled, args.repeat)
     print(f"| eval {size}^2 | {eager:.1f} | {fast:.1f} | {eager / fast:.2f} | {compile_s:.0f} |")
     del model, compiled
     torch.cuda.empty_cache()
@@ -242,11 +223,8 @@ def compile_section(args: argparse.Namespace) -> None:
         scaler = torch.amp.GradScaler("cuda", enabled=False)
         net = torch.compile(model) if use_compile else model
         step = partial(train_step, net, optimizer, scaler, torch.bfloat16, batch)
-        start = time.perf_counter()
-        step()
-        torch.cuda.synchronize()
-        first_s = time.perf_counter() - start
-        times.append((cuda_time(step, args.train_repeat), first_s))
+        first_s = time_calls(step, 1, sync=torch.cuda.synchronize).wall[0]
+        times.append((1e3 * cuda_time(step, args.train_repeat), first_s))
         del model, optimizer, net, step
         torch.cuda.empty_cache()
     (eager, _), (fast, compile_s) = times
@@ -324,7 +302,7 @@ def main() -> None:
     print(
         f"# AirNet CUDA benchmark: {device_name()}, torch {torch.__version__}, "
         f"CUDA {torch.version.cuda}, TF32 {'on' if args.tf32 else 'off'}, cudnn.benchmark on, "
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; times: median of {args.repeat} "
+        f"{utc_timestamp()}; times: median of {args.repeat} "
         f"(train: {args.train_repeat}) after 2 warm-ups"
     )
     sections = {"dcn": dcn_section, "eval": eval_section, "train": train_section}

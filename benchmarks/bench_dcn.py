@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.timing import best, time_alternated, utc_timestamp  # noqa: E402
 from net.deform_conv import DCN_IMPLS, modulated_deform_conv2d  # noqa: E402
 
 
@@ -78,23 +77,12 @@ def max_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> tuple[float, float
     return absolute, relative
 
 
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return (time.perf_counter() - start) * 1e3
-
-
 def paired_times(
     fn: Callable[[], object], conv: Callable[[], object], repeat: int
 ) -> tuple[float, float]:
-    """Best time of ``fn`` and of ``conv`` over ``repeat`` rounds that alternate them.
-
-    A shared machine speeds up and slows down over seconds; alternating the two exposes both to
-    the same conditions, so their ratio holds even when the absolute times drift.
-    """
-    fn(), conv()  # warm-up
-    times = [(timed(fn), timed(conv)) for _ in range(repeat)]
-    return min(t for t, _ in times), min(c for _, c in times)
+    """Best wall ms of ``fn`` and of ``conv`` over ``repeat`` alternated rounds after a warm-up."""
+    times = time_alternated({"fn": fn, "conv": conv}, repeat)
+    return 1e3 * best(times["fn"].wall), 1e3 * best(times["conv"].wall)
 
 
 def bench_shape(shape: str, args: argparse.Namespace) -> None:
@@ -144,7 +132,7 @@ def main() -> None:
     print(
         f"# DCN layer {args.channels}->{args.channels} 3x3 + mask, float32, CPU, "
         f"{args.threads} threads, torch {torch.__version__}, {platform.processor() or 'cpu'}, "
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; times: best of {args.repeat} "
+        f"{utc_timestamp()}; times: best of {args.repeat} "
         "(torchvision: 1 run after a warm-up)"
     )
     print(

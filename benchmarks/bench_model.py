@@ -14,11 +14,8 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import platform
-import resource
 import sys
-import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -27,17 +24,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.timing import best, peak_rss_mb, time_calls, utc_timestamp  # noqa: E402
 from net import AirNet  # noqa: E402
-
-
-def best_time(fn: Callable[[], object], repeat: int) -> float:
-    """Fastest of ``repeat`` runs, in milliseconds (least disturbed by other processes)."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times) * 1e3
 
 
 def build_model(impl: str, n_groups: int, n_blocks: int, channels_last: bool) -> AirNet:
@@ -50,10 +38,6 @@ def build_model(impl: str, n_groups: int, n_blocks: int, channels_last: bool) ->
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def eval_worker(cfg: dict) -> dict:
@@ -74,10 +58,10 @@ def eval_worker(cfg: dict) -> dict:
         macs_per_pixel = counter.get_total_flops() / 2 / 64**2
         model.set_dcn_impl(cfg["impl"])
         model(torch.rand(1, 3, 32, 32).contiguous(memory_format=fmt))  # warm-up
-        ms = best_time(lambda: model(x), cfg["repeat"])
+        ms = 1e3 * best(time_calls(lambda: model(x), cfg["repeat"]).wall)
         feat = torch.rand(1, 64, size, size).contiguous(memory_format=fmt)
         weight = torch.rand(64, 64, 3, 3).contiguous(memory_format=fmt)
-        conv_ms = best_time(lambda: F.conv2d(feat, weight, padding=1), 10)
+        conv_ms = 1e3 * best(time_calls(lambda: F.conv2d(feat, weight, padding=1), 10).wall)
     return {"ms": ms, "macs_per_pixel": macs_per_pixel, "conv_ms": conv_ms, "rss": peak_rss_mb()}
 
 
@@ -116,7 +100,7 @@ def train_worker(cfg: dict) -> dict:
     rss_before = peak_rss_mb()
     if cfg["warmup"]:
         step()  # warm-up (also creates Adam's state)
-    ms = best_time(step, cfg["repeat"])
+    ms = 1e3 * best(time_calls(step, cfg["repeat"]).wall)
     count_saved()
     return {"ms": ms, "rss": peak_rss_mb(), "rss_before": rss_before, "saved_mb": saved[0]}
 
@@ -214,7 +198,7 @@ def main() -> None:
     )
     print(
         f"# AirNet CPU benchmark: {args.threads} threads, torch {torch.__version__}, "
-        f"{platform.machine()}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
+        f"{platform.machine()}, {utc_timestamp()}; "
         f"eval: best of {args.repeat} (torchvision: 1 run); train: best of {args.train_repeat} "
         "after a warm-up step (full-depth torchvision: 1 step, no warm-up)"
     )

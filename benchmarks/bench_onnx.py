@@ -20,11 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.timing import best, peak_rss_mb, time_calls  # noqa: E402
 from utils.image_files import image_to_array, read_image  # noqa: E402
 
 PHOTO = ROOT / "data/demo/31.png"
@@ -48,10 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--save", type=Path, help=argparse.SUPPRESS)
     return parser
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
 def photo_input(size: int) -> np.ndarray:
@@ -92,17 +87,12 @@ def worker(args: argparse.Namespace) -> None:
             return session.run(None, {name: x})[0]
 
     rss_before = peak_rss_mb()
-    output = run()  # warm-up
-    times, cpu_times = [], []
-    for _ in range(args.repeat):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        output = run()
-        times.append(time.perf_counter() - start)
-        cpu_times.append(time.process_time() - cpu_start)
+    output = run()  # warm-up; the timed runs compute the same output
+    times = time_calls(run, args.repeat)
     np.save(args.save, output)
     result = {
-        "ms": 1000 * min(times),
-        "cpu_ms": 1000 * min(cpu_times),
+        "ms": 1000 * best(times.wall),
+        "cpu_ms": 1000 * best(times.cpu),
         "rss_before_mb": rss_before,
         "peak_rss_mb": peak_rss_mb(),
     }

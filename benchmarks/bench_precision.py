@@ -21,11 +21,8 @@ offset convs give offsets of a few pixels, or ``--ckpt`` (then ``--image`` is th
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -34,6 +31,13 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.timing import (  # noqa: E402
+    Times,
+    cpu_model_name,
+    median,
+    time_alternated,
+    utc_timestamp,
+)
 from net import AirNet  # noqa: E402
 from net.model import load_airnet  # noqa: E402
 from utils.image_files import image_to_array, read_image  # noqa: E402
@@ -53,17 +57,6 @@ CATEGORIES = {
 }  # fmt: skip
 
 
-def cpu_model_name() -> str:
-    """The 'model name' line of /proc/cpuinfo (what lscpu prints as Model name)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
 def build_model(args: argparse.Namespace) -> AirNet:
     """--ckpt, or a random AirNet whose offset convs give offsets of a few pixels."""
     if args.ckpt:
@@ -76,33 +69,10 @@ def build_model(args: argparse.Namespace) -> AirNet:
     return model
 
 
-def paired_medians(
-    fns: dict[str, Callable[[], object]], repeat: int, warmup: bool = True
-) -> dict[str, tuple[float, float]]:
-    """Median (wall, CPU) seconds of each function over ``repeat`` rounds that alternate them.
-
-    On a shared machine the speed drifts over seconds; alternating exposes every variant to the
-    same conditions. The process's CPU time (all its threads) counts only its own work, so with
-    one thread its ratios hold even when other processes share the core.
-    """
-    if warmup:
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            wall, cpu = time.perf_counter(), time.process_time()
-            fn()
-            times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
-    return {
-        name: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t))
-        for name, t in times.items()
-    }
-
-
-def print_times(t: dict[str, tuple[float, float]], extra_header: str = "", extra: str = "") -> None:
-    """One row: wall and CPU seconds of fp32 and bf16, and the speed-up of bf16 in each clock."""
-    (w32, c32), (w16, c16) = t["fp32"], t["bf16"]
+def print_times(t: dict[str, Times], extra_header: str = "", extra: str = "") -> None:
+    """One row: median wall and CPU seconds of fp32 and bf16, and bf16's speed-up in each clock."""
+    w32, c32 = median(t["fp32"].wall), median(t["fp32"].cpu)
+    w16, c16 = median(t["bf16"].wall), median(t["bf16"].cpu)
     print(
         "| fp32 wall s | bf16 wall s | speed-up (wall) | fp32 CPU s | bf16 CPU s "
         f"| speed-up (CPU time) |{extra_header}"
@@ -194,7 +164,7 @@ def eval_section(args: argparse.Namespace) -> None:
         x = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(1))
     fns = {p: eval_fn(model, x, p) for p in PRECISIONS}
     psnr = psnr_db(fns["bf16"](), fns["fp32"]())  # also the warm-up
-    t = paired_medians(fns, args.repeat, warmup=False)
+    t = time_alternated(fns, args.repeat, warmup=0)
     print(f"\n## Eval forward, {tuple(x.shape)}, median of {args.repeat}\n")
     print_times(t, " PSNR bf16 vs fp32 dB |", f" {psnr:.1f} |")
     if args.profile:
@@ -204,7 +174,7 @@ def eval_section(args: argparse.Namespace) -> None:
 def train_section(args: argparse.Namespace) -> None:
     model = build_model(args).train()
     fns = {p: train_fn(model, args, p) for p in PRECISIONS}
-    t = paired_medians(fns, args.train_repeat)
+    t = time_alternated(fns, args.train_repeat)
     print(
         f"\n## Training step, batch {args.batch} of {args.patch}^2, median of {args.train_repeat} "
         "after a warm-up step each\n"
@@ -242,7 +212,7 @@ def main() -> None:
     print(
         f"# torch {torch.__version__}, {args.threads} threads, oneDNN bf16 "
         f"{'yes' if torch.ops.mkldnn._is_mkldnn_bf16_supported() else 'no'}, {model}, "
-        f"DCN gather, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+        f"DCN gather, {utc_timestamp()}"
     )
     if "eval" in args.sections:
         eval_section(args)

@@ -19,9 +19,10 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_cuda import cuda_time, eval_forward, layer_call  # noqa: E402
+from benchmarks.bench_cuda import eval_forward, layer_call  # noqa: E402
 from benchmarks.bench_dcn import make_inputs  # noqa: E402
 from benchmarks.bench_model import build_model  # noqa: E402
+from benchmarks.timing import cuda_time  # noqa: E402
 from utils.restore import PRECISIONS  # noqa: E402
 
 
@@ -58,14 +59,14 @@ def main() -> None:
         for dtype in (torch.bfloat16, torch.float32):
             inputs = [t.to(dtype) for t in inputs32]
             fn = partial(layer_call, args.impl, inputs, False, dtype)
-            ms = cuda_time(fn, 20)
+            ms = 1e3 * cuda_time(fn, 20)
             print(f"\n## DCN layer forward {shape} {dtype}: {ms:.3f} ms (median of 20)\n")
             print(table(fn, args.runs, 8))
     model = build_model(args.impl, 5, 5, channels_last=False).cuda().eval()
     x = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)).cuda()
     for precision, dtype in PRECISIONS.items():
         fn = partial(eval_forward, model, x, dtype)
-        ms = cuda_time(fn, 10)
+        ms = 1e3 * cuda_time(fn, 10)
         print(f"\n## eval forward {args.size}^2 {precision}: {ms:.1f} ms (median of 10)\n")
         print(table(fn, 3, 12))
 
