@@ -6,10 +6,11 @@ does exactly that (with fbgemm's vectorised kernel for float32), so the (N*H*W*k
 come from one call, with the mask folded into the four corner weights. The convolution is then a
 single GEMM with the weight laid out as (C_out, k*k*C).
 
-Zeros outside the image: sample positions are clamped to [-2, size] and the channels-last copy of
-the input gets a two-pixel zero border, so every corner row exists and those outside the image
-read zero; no validity masks are needed, and a clamped sample has zero value and zero gradient,
-as in DCNv2.
+Zeros outside the image: the corners of sample positions are clamped to [-2, size] and the
+channels-last copy of the input gets a two-pixel zero border, so every corner row exists and those
+outside the image read zero; no validity masks are needed, and a clamped sample has zero value and
+zero gradient, as in DCNv2. A NaN or infinite offset reads the border too, with NaN corner weights:
+the output at that pixel is NaN rather than an out-of-range index.
 
 Backward (``_GatherDeformConv``) keeps only its inputs (x, offset, mask, weight) and recomputes
 the corner indices and weights and the columns, so no k*k*C-channel tensor lives between forward
@@ -98,12 +99,18 @@ def _sample(
     _, rows, w_out = offset.shape
     k = mask.shape[0]
     off = offset.permute(1, 2, 0).view(rows, w_out, k, 2)  # (rows, Wo, K, (dy, dx)), a view
-    # Clamped so that positions stay finite and far samples read the zero border.
-    upper = offset.new_tensor([height, width])
     pos = torch.add(off, base[row0 : row0 + rows], out=offset.new_empty(rows, w_out, k, 2))
-    pos = pos.clamp_(torch.full_like(upper, -_BORDER), upper)
     top_left = pos.floor()
+    # The fraction of the unclamped position: NaN where it is NaN or +-inf, which makes the
+    # corner weights and so the output NaN (a diverged run stops on its non-finite loss). A
+    # finite far position gets a fraction in [0, 1) and, clamped, corners that all read zero.
     frac = pos.sub_(top_left)  # (rows, Wo, K, 2): (ly, lx)
+    # Corners clamped to [-2, size] (integer bounds commute with floor) so that far samples read
+    # the zero border whatever their fraction, and NaN ones too. Scalar bounds per coordinate:
+    # several times faster than one clamp to a broadcast (2,) bound.
+    top_left[..., 0].clamp_(-_BORDER, height)
+    top_left[..., 1].clamp_(-_BORDER, width)
+    top_left.nan_to_num_(nan=-_BORDER)
     ly, lx = frac[..., 0], frac[..., 1]
     m = mask.permute(1, 2, 0)  # (rows, Wo, K), a view
     # Corner weights (1-ly)(1-lx), (1-ly)lx, ly(1-lx), ly*lx times the mask, from whole planes:

@@ -28,8 +28,10 @@ g = dL/dout as an (M, C_out) matrix and gcol = g @ W^T (again tile by tile, neve
 
 where top/bottom are the x-interpolated rows y0 and y0+1, and left/right the y-interpolated
 columns x0 and x0+1. The offset gradient is that of the float32 position. Positions clamp to
-[-2, size] before the floor, so that any offset gives finite integer corners; a clamped position
-has all four corners outside the image, i.e. value and gradient zero, as in DCNv2.
+[-2, size] before the floor, so that any finite offset gives valid integer corners; a clamped
+position has all four corners outside the image, i.e. value and gradient zero, as in DCNv2. A NaN
+or infinite offset never reaches the kernels: ``_TritonDeformConv`` makes it zero and that kernel
+point's mask NaN, so the output there is NaN.
 
 Precision. Sampling positions, bilinear weights and all accumulators are float32. The columns
 (and W, g) enter ``tl.dot`` in the compute dtype: bfloat16 or float16 under autocast (tensor
@@ -49,6 +51,8 @@ import os
 import torch
 import triton
 import triton.language as tl
+
+from net.deform_conv import guard_offsets
 
 # Columns of one (BLOCK_M, BLOCK_C) tile per tap; BLOCK_N output channels per program.
 FWD_CONFIGS = [
@@ -338,7 +342,12 @@ def _strides(t: torch.Tensor) -> tuple[int, ...]:
 
 
 class _TritonDeformConv(torch.autograd.Function):
-    """Keeps the channels-last input copy and the (K*C, C_out) weight in the compute dtype."""
+    """Keeps the channels-last input copy and the (K*C, C_out) weight in the compute dtype.
+
+    The kernels see offsets and masks through ``guard_offsets``: a NaN or infinite offset becomes
+    zero and its kernel point's mask NaN, so the output there is NaN. Backward recomputes the
+    guard from the saved inputs instead of keeping a guarded copy.
+    """
 
     @staticmethod
     def forward(ctx, x, offset, mask, weight, padding, dtype):  # noqa: ANN001, ANN205
@@ -347,6 +356,8 @@ class _TritonDeformConv(torch.autograd.Function):
         h_out, w_out = offset.shape[-2:]
         x_rows = _rows(x, dtype)  # (N, H, W, C)
         w_mat = weight.permute(2, 3, 1, 0).reshape(kh * kw * c, c_out).to(dtype)  # (K*C, C_out)
+        ctx.save_for_backward(x_rows, offset, mask, w_mat)
+        offset, mask = guard_offsets(offset, mask)
         fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
         out = torch.empty((n, c_out, h_out, w_out), dtype=dtype, device=x.device)
         out = out.contiguous(memory_format=fmt)
@@ -364,13 +375,13 @@ class _TritonDeformConv(torch.autograd.Function):
                 *_strides(offset), *_strides(mask), *_strides(out),
                 KH=kh, KW=kw, DOT_PRECISION=_dot_precision(dtype),
             )  # fmt: skip
-        ctx.save_for_backward(x_rows, offset, mask, w_mat)
         ctx.meta = (padding, dtype, x.dtype, weight.dtype, fmt, (kh, kw))
         return out
 
     @staticmethod
     def backward(ctx, grad_out):  # noqa: ANN001, ANN205
         x_rows, offset, mask, w_mat = ctx.saved_tensors
+        offset, mask = guard_offsets(offset, mask)
         padding, dtype, x_dtype, w_dtype, fmt, (kh, kw) = ctx.meta
         n, h, w, c = x_rows.shape
         c_out = w_mat.shape[1]
@@ -447,7 +458,8 @@ def deform_conv2d_triton(
         weight: (C_out, C_in, kh, kw).
 
     Returns:
-        (N, C_out, H_out, W_out) in the compute dtype, in x's memory format.
+        (N, C_out, H_out, W_out) in the compute dtype, in x's memory format; NaN at the pixels
+        where an offset is NaN or infinite (``net.deform_conv.guard_offsets``).
     """
     if x.device.type != "cuda" and not _INTERPRET:
         raise ValueError(

@@ -21,6 +21,11 @@ float16 would be off by up to 0.25 px at x = 256, so the DCN stays exact while t
 run in 16 bits. ``"triton"`` keeps positions and sums in float32 but multiplies 16-bit columns;
 so does ``"gather"`` on CPU for a bfloat16 input under autocast (the network's features under
 ``--precision bf16``), see ``net/dcn_gather.py``.
+
+A NaN or infinite offset (a diverged training run) makes the output NaN at its pixel in every
+implementation, without a host-device sync, so training stops on its non-finite loss instead of
+an index error or a crashed kernel: ``"gather"`` computes it so, ``"grid_sample"`` does by itself,
+``"torchvision"`` and ``"triton"`` go through ``guard_offsets``. Finite offsets are unaffected.
 """
 
 from __future__ import annotations
@@ -81,6 +86,29 @@ def _autocast_enabled(device_type: str) -> bool:
         return torch.is_autocast_enabled()
 
 
+def guard_offsets(offset: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero for every NaN or infinite offset, and a NaN mask at its kernel point.
+
+    torchvision's CPU kernel turns a NaN sampling position into an index and reads out of bounds
+    (the process crashes), and an infinite one reads zero like any far sample, a finite output
+    that hides the divergence. The NaN mask makes the output NaN at that pixel instead, so a
+    diverged run stops on its non-finite loss (``train.py``). Element-wise ops only: no
+    host-device sync on CUDA. Finite offsets come back with the same values, and so does the
+    mask at their kernel points.
+
+    Args:
+        offset: (N, 2*K, H_out, W_out), interleaved (dy, dx) per kernel point.
+        mask: (N, K, H_out, W_out).
+
+    Returns:
+        (offset, mask) of the same shapes and dtypes.
+    """
+    finite = torch.isfinite(offset)  # (N, 2*K, H_out, W_out)
+    both = finite[:, 0::2] & finite[:, 1::2]  # (N, K, H_out, W_out): dy and dx finite
+    # torch.where keeps only the boolean condition for backward, not another copy of offset.
+    return torch.where(finite, offset, 0.0), torch.where(both, mask, math.nan)
+
+
 def _deform(
     name: str,
     x: torch.Tensor,
@@ -91,6 +119,8 @@ def _deform(
 ) -> torch.Tensor:
     """The implementation ``name`` (resolved, not "auto"), without bias."""
     if name == "torchvision":
+        if not torch.onnx.is_in_onnx_export():  # ONNX's DeformConv runs without torchvision
+            offset, mask = guard_offsets(offset, mask)
         return torchvision.ops.deform_conv2d(
             x, offset, weight, padding=(padding, padding), mask=mask
         )
