@@ -58,7 +58,8 @@ def resolve_impl(impl: str, device: torch.device) -> str:
         # torchvision's CPU kernel is an im2col loop, ~20x slower than conv2d of the same shape.
         return "gather"
     # On an H100 the Triton DCN made the training step 1.15x (fp32) to 1.9x (bf16) faster and
-    # the 1024^2 eval forward 1.3x to 2.2x (README, "Triton DCN"); torchvision where it can't run.
+    # the 1024^2 eval forward 1.3x to 2.2x (docs/performance.md, "Triton DCN"); torchvision
+    # where it can't run.
     return "triton" if _triton_usable(device) else "torchvision"
 
 
