@@ -51,12 +51,14 @@ def test_average_of_exports(tmp_path: Path) -> None:
     assert stored["averaged"] == [str(tmp_path / f"m{s}.pth") for s in (1, 2, 3)]
 
 
-def test_average_refuses_different_sizes(tmp_path: Path) -> None:
+def test_average_refuses_different_sizes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     tiny_export(tmp_path / "a.pth", 1)
     tiny_export(tmp_path / "b.pth", 2, n_feats=16)
-    with pytest.raises(ValueError, match="different sizes"):
+    with pytest.raises(SystemExit) as stop:
         average_weights.main(["average", str(tmp_path / "a.pth"), str(tmp_path / "b.pth"),
                               "--output", str(tmp_path / "c.pth")])  # fmt: skip
+    assert stop.value.code == 2
+    assert "different sizes" in capsys.readouterr().err
     assert not (tmp_path / "c.pth").exists()
 
 
