@@ -314,3 +314,23 @@ def test_init_from_and_resume_exclude_each_other(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parse_args(tiny_args(tmp_path, "--init_from", "a.pth", "--resume", "b"))
     assert "give one of them" in capsys.readouterr().err
+
+
+def test_non_finite_weights_are_never_written(tmp_path, caplog):
+    """Every writer (interval, epoch end, SIGTERM, airnet_last/_best) goes through these two:
+    a file on disk stays the last good one when the weights are no longer finite."""
+    args = parse_args(tiny_args(tmp_path))
+    model = AirNet(n_feats=8, n_groups=1, n_blocks=1, queue_size=16)
+    export = tmp_path / "export.pth"
+    export_model(model, args, export)
+    good = export.read_bytes()
+    with torch.no_grad():
+        model.R.tail[0].weight[0, 0, 0, 0] = float("nan")
+    export_model(model, args, export)
+    assert export.read_bytes() == good
+    state = tmp_path / "state.pth"
+    optimizer = torch.optim.Adam(model.parameters())
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    train.save_training_state(state, model, optimizer, scaler, args, train.Position())
+    assert not state.exists()
+    assert caplog.text.count("not written: the weights are not finite") == 2
