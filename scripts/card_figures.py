@@ -174,6 +174,7 @@ def main() -> None:
         starts = args.start or [0] * len(args.log)
         if len(starts) != len(args.log):
             parser.error("give one --start per --log")
+        require("matplotlib", "requirements-tools.txt")  # before any other check
         missing = [str(log) for log in args.log if not log.is_file()]
         if missing:
             parser.error(f"--log: no such file: {' '.join(missing)}")
