@@ -111,8 +111,11 @@ def plot_curve(logs: list[Path], starts: list[int], output: Path) -> None:
     figure.savefig(output, dpi=90)
 
 
-def first_pairs(sets: list[Path]) -> list[tuple[str, np.ndarray, Path]]:
-    """(task, degraded input as test.py makes it, target path) of the first image per task."""
+def first_pairs(
+    sets: list[Path], clean_sets: list[Path] | None = None
+) -> list[tuple[str, np.ndarray, Path]]:
+    """(task, degraded input as test.py makes it, target path) of the first image per task;
+    for ``clean_sets`` (test.py --clean_path) the input is the photo itself."""
     out = []
     for image_set in find_denoise_sets([p for p in sets if p.name.upper().startswith("CBSD")]):
         pair = image_set.pairs[0]
@@ -128,12 +131,24 @@ def first_pairs(sets: list[Path]) -> list[tuple[str, np.ndarray, Path]]:
             pair = image_set.pairs[0]
             degraded = crop_to_multiple(read_image(pair.degraded), 16)
             out.append((f"{image_set.name}/{task}", degraded, pair.target))
+    for image_set in find_denoise_sets(clean_sets or []):
+        pair = image_set.pairs[0]
+        out.append(
+            (f"{image_set.name}/clean", crop_to_multiple(read_image(pair.target), 16), pair.target)
+        )
     return out
 
 
-def strips(images: Path, sets: list[Path], output: Path, width: int = 320) -> None:
+def strips(
+    images: Path,
+    sets: list[Path],
+    output: Path,
+    width: int = 320,
+    clean_sets: list[Path] | None = None,
+) -> None:
+    """Stack input | restored | target rows (a clean photo's row: photo | output | photo)."""
     rows = []
-    for task_path, degraded, target_path in first_pairs(sets):
+    for task_path, degraded, target_path in first_pairs(sets, clean_sets):
         set_name, task = task_path.split("/")
         restored_path = images / set_name / task / f"{target_path.stem}.png"
         if task in ("derain", "dehaze"):
@@ -168,6 +183,9 @@ def main() -> None:
     strip = sub.add_parser("strips")
     strip.add_argument("--images", type=Path, required=True, help="test.py's OUTPUT/images")
     strip.add_argument("--sets", type=Path, nargs="+", required=True)
+    strip.add_argument(
+        "--clean_sets", type=Path, nargs="*", default=[], help="test.py's --clean_path folders"
+    )
     strip.add_argument("--output", type=Path, required=True)
     args = parser.parse_args()
     if args.what == "curve":
@@ -181,7 +199,7 @@ def main() -> None:
         plot_curve(args.log, starts, args.output)
     else:
         try:
-            strips(args.images, args.sets, args.output)
+            strips(args.images, args.sets, args.output, clean_sets=args.clean_sets)
         except (LayoutError, ImageReadError, FileNotFoundError) as error:
             print(f"error: {error}", file=sys.stderr)  # a missing folder or image
             raise SystemExit(2) from None
