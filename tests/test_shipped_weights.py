@@ -15,7 +15,7 @@ from PIL import Image
 import demo
 import hubconf
 import test as test_script
-from net import AirNet
+from net import AirNet, load_airnet
 from utils import checkpoint
 from utils.checkpoint import read_weights, trained_types
 from utils.degradations import add_gaussian_noise, crop_to_multiple, noise_rng
@@ -107,15 +107,16 @@ def test_shipped_weights_denoise_a_real_photo():
 
 
 def test_the_shipped_file_is_safetensors_with_its_size_and_types():
-    """Decision 4: one weight file under ckpt/, the safetensors conversion of version 3 of the
-    .pth (commit ac565ad; its tensors are bit-identical), with its trained types (decision 5)."""
+    """Decision 4: one weight file under ckpt/, safetensors, version 4 (the best qualifying
+    export of issue 19's run), with its trained types (decision 5)."""
     weights = read_weights(checkpoint.SHIPPED_WEIGHTS)
     assert checkpoint.SHIPPED_WEIGHTS.name == "airnet-small-repo-trained.safetensors"
     assert weights.format == "safetensors"
     assert weights.size == {"n_feats": 32, "n_groups": 1, "n_blocks": 2}
-    five = ["denoise_15", "denoise_25", "denoise_50", "derain", "dehaze"]
-    assert weights.de_type == five and trained_types(checkpoint.SHIPPED_WEIGHTS) == five
-    assert (weights.metadata["epoch"], weights.metadata["step"]) == (127, 6400)
+    six = ["denoise_15", "denoise_25", "denoise_50", "derain", "dehaze", "clean"]
+    assert weights.de_type == six and trained_types(checkpoint.SHIPPED_WEIGHTS) == six
+    assert (weights.metadata["version"], weights.metadata["step"]) == (4, 6600)
+    assert weights.metadata["qualifies"] is True
 
 
 def test_app_offers_the_shipped_file():
@@ -131,3 +132,16 @@ def test_exactly_one_weight_file_is_committed_under_ckpt():
     ).stdout.split()
     weights = [name for name in tracked if name.endswith((".pth", ".pt", ".safetensors"))]
     assert weights == ["ckpt/airnet-small-repo-trained.safetensors"]
+
+
+def test_shipped_weights_leave_a_clean_photo_alone():
+    """Issue 19: the clean centre 96² crop of CBSD68 105025 (mean 123.6 grey levels) comes
+    back within 3 grey levels of its own brightness (version 3 darkened it by 11.6, to 24.0 dB
+    from itself)."""
+    photo = read_image(REPO / "data/test/denoise/CBSD68/105025.png")
+    top, left = (photo.shape[0] - 96) // 2, (photo.shape[1] - 96) // 2
+    crop = photo[top : top + 96, left : left + 96]
+    restored = restore(crop, load_airnet(checkpoint.SHIPPED_WEIGHTS))
+    change = abs(float(restored.astype(np.float64).mean()) - float(crop.mean()))
+    assert change <= 3.0, f"mean brightness moved by {change:.1f} grey levels"
+    assert psnr(restored, crop) >= 30.0
