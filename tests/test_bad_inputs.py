@@ -1,5 +1,5 @@
 """A corpus of broken inputs through every entry point: one clear line naming the file and the
-reason, no traceback, the good files still processed, and README's exit codes."""
+reason, no traceback, the good files still processed, and the exit codes of docs/errors.md."""
 
 from __future__ import annotations
 

@@ -180,7 +180,7 @@ def test_prints_the_trained_types(tmp_path, caplog, kind, logged):
 
 
 def test_bundled_demo_images(tmp_path, tiny_ckpt):
-    """README's demo command on data/demo/ (the repository's own samples)."""
+    """The demo command of docs/restore.md on data/demo/ (the repository's own samples)."""
     assert run(ROOT / "data/demo", tmp_path, tiny_ckpt) == 0
     for source in sorted((ROOT / "data/demo").glob("*.png")):
         with Image.open(source) as a, Image.open(tmp_path / source.name) as b:

@@ -299,7 +299,7 @@ def test_denoise_sets_are_found_and_reported_separately(sets):
 
 
 def test_bundled_sample_data_runs(tiny_ckpt, tmp_path):
-    """README's smoke command on data/test/ (the repository's own tiny samples)."""
+    """The smoke command of docs/evaluation.md on data/test/ (the repository's own tiny samples)."""
     argv = ["--mode", "3", "--ckpt", str(tiny_ckpt), "--output_path", str(tmp_path)]
     argv += ["--device", "cpu", "--sigmas", "25"]
     argv += ["--denoise_path", str(ROOT / "data/test/denoise")]
