@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 import restore_onnx
+from tests.stubs import IdentitySession
 from utils import image_files, train_dataset
 from utils.eval_dataset import ImagePair
 from utils.image_files import ImageReadError, read_image, read_image_alpha
@@ -147,28 +148,6 @@ def test_every_reader_reads_through_read_image_alpha():
     readers["app"] = app.read_image_alpha
     for name, reader in readers.items():
         assert reader in (image_files.read_image, image_files.read_image_alpha), name
-
-
-class IdentitySession:
-    """Stands in for an ONNX Runtime session: returns its input."""
-
-    class _Input:
-        name = "input"
-
-    class _Meta:
-        custom_metadata_map: dict = {}
-
-    def get_inputs(self):
-        return [self._Input()]
-
-    def get_modelmeta(self):
-        return self._Meta()
-
-    def get_providers(self):
-        return ["CPUExecutionProvider"]
-
-    def run(self, _outputs, feeds):
-        return [feeds["input"]]
 
 
 def test_entry_points_read_a_dark_16bit_scan_dark(tmp_path, monkeypatch):

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import restore_onnx
-from net import AirNet
+from tests.stubs import IdentitySession
 from utils.image_files import distinct_names, read_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,16 +39,6 @@ def write_images(folder: Path, names: tuple[str, ...], size: int = 16) -> list[P
         Image.fromarray(rgb).save(folder / name)
         paths.append(folder / name)
     return paths
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = AirNet(n_feats=8, n_groups=1, n_blocks=1, queue_size=16)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
-    args = {"n_feats": 8, "n_groups": 1, "n_blocks": 1}
-    torch.save({"model": model.state_dict(), "args": args}, path)
-    return path
 
 
 def test_distinct_names_keeps_what_tells_inputs_apart():
@@ -137,28 +126,6 @@ def test_demo_restores_the_trio_with_a_real_model(tmp_path, tiny_ckpt):
     argv = ["--test_path", str(tmp_path / "in"), "--output_path", str(tmp_path / "out")]
     assert demo.main(demo.parse_args([*argv, "--ckpt", str(tiny_ckpt), "--device", "cpu"])) == 0
     assert len(list((tmp_path / "out").glob("*.png"))) == 3
-
-
-class IdentitySession:
-    """Stands in for an ONNX Runtime session: returns its input."""
-
-    class _Input:
-        name = "input"
-
-    class _Meta:
-        custom_metadata_map: dict = {}
-
-    def get_inputs(self):
-        return [self._Input()]
-
-    def get_modelmeta(self):
-        return self._Meta()
-
-    def get_providers(self):
-        return ["CPUExecutionProvider"]
-
-    def run(self, _outputs, feeds):
-        return [feeds["input"]]
 
 
 def test_restore_onnx_writes_one_output_per_input(tmp_path, monkeypatch, caplog):

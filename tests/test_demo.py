@@ -31,16 +31,6 @@ def random_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = AirNet(n_feats=8, n_groups=1, n_blocks=1, queue_size=16)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
-    args = {"n_feats": 8, "n_groups": 1, "n_blocks": 1}
-    torch.save({"model": model.state_dict(), "args": args}, path)
-    return path
-
-
 def run(test_path: Path, out: Path, ckpt: Path, *extra: str) -> int:
     argv = ["--test_path", str(test_path), "--output_path", str(out), "--ckpt", str(ckpt)]
     argv += ["--device", "cpu", *extra]

@@ -14,7 +14,6 @@ import pytest
 import torch
 from PIL import Image
 
-from net import AirNet
 from utils import restore as restore_module
 from utils.degradations import add_gaussian_noise, crop_to_multiple
 from utils.eval_dataset import (
@@ -47,16 +46,6 @@ def write_image(path: Path, height: int, width: int, seed: int) -> np.ndarray:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(path)
     return image
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = AirNet(n_feats=8, n_groups=1, n_blocks=1, queue_size=16)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
-    args = {"n_feats": 8, "n_groups": 1, "n_blocks": 1}
-    torch.save({"model": model.state_dict(), "args": args}, path)
-    return path
 
 
 @pytest.fixture

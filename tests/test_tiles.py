@@ -36,16 +36,6 @@ def load_script(name: str):
 
 
 @pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = AirNet(n_feats=8, n_groups=1, n_blocks=1, queue_size=16)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
-    args = {"n_feats": 8, "n_groups": 1, "n_blocks": 1}
-    torch.save({"model": model.state_dict(), "args": args}, path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def photo(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("photo") / "photo.png"
     rgb = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
