@@ -18,6 +18,7 @@ from PIL import Image
 
 import restore_onnx
 from net import AirNet
+from tests.stubs import IdentitySession
 from utils.restore import restore
 from utils.tiling import check_tile
 
@@ -82,25 +83,6 @@ def test_restore_treats_tile_0_as_whole_image_and_refuses_bad_tiles():
         with pytest.raises(ValueError, match="tile"):
             restore(rgb, counting, tile=tile, tile_overlap=overlap)
     assert counting.calls == 0
-
-
-class IdentitySession:
-    """Stands in for an ONNX Runtime session: returns its input."""
-
-    class _Input:
-        name = "input"
-
-    class _Meta:
-        custom_metadata_map: dict = {}
-
-    def get_inputs(self):
-        return [self._Input()]
-
-    def get_modelmeta(self):
-        return self._Meta()
-
-    def run(self, _outputs, feeds):
-        return [feeds["input"]]
 
 
 def test_restore_onnx_array_treats_tile_0_as_whole_image_and_refuses_bad_tiles():
