@@ -74,6 +74,28 @@ def test_list_images_skips_non_images(tmp_path):
     assert [p.name for p in list_images(tmp_path)] == ["a.JPG", "b.png"]
 
 
+def test_a_folder_lists_what_a_named_file_reads(tmp_path, caplog):
+    """A GIF named on its own was restored while the same GIF in a folder was skipped as
+    "not an image file": the folder listing and the reader now agree."""
+    frames = [Image.fromarray(np.full((4, 5, 3), 40 * k, dtype=np.uint8)) for k in (1, 2, 3)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    frames[0].save(tmp_path / "still.GIF")
+    (tmp_path / "scan.xyz").write_bytes(b"")
+    with caplog.at_level("INFO"):
+        listed = [p.name for p in list_images(tmp_path)]
+    assert listed == ["anim.gif", "still.GIF"]
+    assert "scan.xyz" in caplog.text and "'.xyz'" in caplog.text and ".gif" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        first = read_image(tmp_path / "anim.gif")
+    assert first.shape == (4, 5, 3) and abs(int(first.mean()) - 40) <= 2  # frame 1, not 2 or 3
+    assert "anim.gif: 3 frames; only the first is read" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        read_image(tmp_path / "still.GIF")
+    assert "frames" not in caplog.text
+
+
 def test_save_and_tensor_round_trip(tmp_path):
     rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     save_image(tmp_path / "sub" / "x.png", rgb)

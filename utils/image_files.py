@@ -23,7 +23,10 @@ logger = logging.getLogger(__name__)
 # Largest image read: twice PIL's warning threshold (2 x 89.5 MP = 179 MP, where PIL itself
 # refuses), e.g. a 16000 x 11000 panorama; ~0.5 GB as uint8, restored in tiles.
 MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+# What a folder is listed for. A file named on its own is read whatever its name (PIL decides),
+# so every extension PIL reads that users photograph in is here too: a folder and the same
+# files one by one give the same images.
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 
 
 class ImageReadError(RuntimeError):
@@ -40,7 +43,12 @@ def list_images(folder: str | Path) -> list[Path]:
         if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
             images.append(path)
         elif path.is_file():
-            logger.info("skipping %s: not an image file", path)
+            logger.info(
+                "skipping %s: not an image file (extension %r; images are %s)",
+                path,
+                path.suffix,
+                " ".join(sorted(IMAGE_EXTENSIONS)),
+            )
     return images
 
 
@@ -202,6 +210,9 @@ def read_image_alpha(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     - 32-bit integer (or signed 16-bit) grayscale TIFF (mode 'I'): ImageReadError, since no
       range follows from the header (convert it to 16-bit unsigned or to float in [0, 1]).
 
+    A file of several frames (animated GIF, PNG or WebP, multi-page TIFF) is read as its first
+    frame, and a warning names the file and its frame count.
+
     Raises:
         ImageReadError naming the file: a folder, an unreadable or truncated file, more than
         ``MAX_PIXELS`` declared, or samples of a kind above that are not read.
@@ -212,10 +223,13 @@ def read_image_alpha(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         with _open_checked(path) as image:
             raw_mode = _raw_mode(image)
+            frames = getattr(image, "n_frames", 1)
             image = ImageOps.exif_transpose(image)
             image.load()
     except (OSError, UnidentifiedImageError, ValueError) as error:
         raise ImageReadError(f"{path}: cannot read image ({error})") from error
+    if frames > 1:
+        logger.warning("%s: %d frames; only the first is read", path, frames)
     image = _to_8bit(image, raw_mode, path)
     if image.mode == "P":
         # Only a palette with a transparent entry has an alpha channel worth keeping.
