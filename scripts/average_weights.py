@@ -110,26 +110,35 @@ def validate_files(paths: list[Path], args: argparse.Namespace) -> None:
         print(f"| {path} | {row} | {metrics['psnr/mean']:.2f} | {verdict} |", flush=True)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    val = commands.add_parser("validate", help="PSNR per type on a validation split")
-    val.add_argument("ckpts", nargs="+", type=Path)
+def add_validation_arguments(parser: argparse.ArgumentParser, val_images: int) -> None:
+    """The files and the validation split, as train.py's flags name it: ``ckpts``,
+    ``--val_KEY_dir`` per folder key, ``--de_type``, ``--val_images``, ``--val_crop``,
+    ``--clean`` (shared with scripts/embedding_separation.py)."""
+    parser.add_argument("ckpts", nargs="+", type=Path)
     for key in dict.fromkeys(TYPE_FOLDERS.values()):
-        val.add_argument(f"--val_{key}_dir", help=f"held-out {key} images, as train.py's")
-    val.add_argument(
+        parser.add_argument(f"--val_{key}_dir", help=f"held-out {key} images, as train.py's")
+    parser.add_argument(
         "--de_type",
         nargs="+",
         choices=[t for t in TYPE_FOLDERS if t != CLEAN],
         help="types to validate (default: those the first file records, else the paper's five)",
     )
-    val.add_argument("--val_images", type=int, default=0, help="images per type (0: all)")
-    val.add_argument("--val_crop", type=int, default=256)
-    val.add_argument(
+    parser.add_argument(
+        "--val_images", type=int, default=val_images, help="images per type (0: all)"
+    )
+    parser.add_argument("--val_crop", type=int, default=256)
+    parser.add_argument(
         "--clean",
         action="store_true",
         help="also validate the clean photos of --val_denoise_dir given as their own input",
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    val = commands.add_parser("validate", help="PSNR per type on a validation split")
+    add_validation_arguments(val, val_images=0)
     avg = commands.add_parser("average", help="uniform average of the weights of exports")
     avg.add_argument("ckpts", nargs="+", type=Path)
     avg.add_argument("--output", type=Path, required=True)

@@ -35,11 +35,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from average_weights import validation_types  # noqa: E402
+from average_weights import add_validation_arguments, validation_types  # noqa: E402
 
 from net import AirNet, load_airnet  # noqa: E402
 from utils.checkpoint import CheckpointError  # noqa: E402
-from utils.train_dataset import CLEAN, TYPE_FOLDERS, DataError, build_validation_set  # noqa: E402
+from utils.train_dataset import TYPE_FOLDERS, DataError, build_validation_set  # noqa: E402
 
 FEATURES = ("fea", "inter")
 
@@ -136,18 +136,7 @@ def separation(path: Path, images: list, types: list[str], args: argparse.Namesp
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("ckpts", nargs="+", type=Path)
-    for key in dict.fromkeys(TYPE_FOLDERS.values()):
-        parser.add_argument(f"--val_{key}_dir", help=f"held-out {key} images, as train.py's")
-    parser.add_argument(
-        "--de_type",
-        nargs="+",
-        choices=[t for t in TYPE_FOLDERS if t != CLEAN],
-        help="types (default: those the first file records, else the paper's five)",
-    )
-    parser.add_argument("--clean", action="store_true", help="add clean photos as a type")
-    parser.add_argument("--val_images", type=int, default=15, help="images per type (0: all)")
-    parser.add_argument("--val_crop", type=int, default=256)
+    add_validation_arguments(parser, val_images=15)
     parser.add_argument("--patch", type=int, default=64, help="patch side in px (training's)")
     parser.add_argument("--patches", type=int, default=4, help="patches per image")
     parser.add_argument("--seed", type=int, default=0, help="seed of the patch positions")
