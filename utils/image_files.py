@@ -9,6 +9,7 @@ returns the alpha channel too, so a demo can put it back). Files that declare mo
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import warnings
@@ -196,6 +197,12 @@ def _open_checked(path: Path) -> Image.Image:
     return image
 
 
+@functools.lru_cache(maxsize=1024)
+def _note_frames(path: str, frames: int) -> None:
+    """Warn once per file and process: training reads the same file at every sample."""
+    logger.warning("%s: %d frames; only the first is read", path, frames)
+
+
 def read_image_alpha(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Return (rgb uint8 (H, W, 3), alpha uint8 (H, W) or None); every reader goes through it.
 
@@ -229,7 +236,7 @@ def read_image_alpha(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     except (OSError, UnidentifiedImageError, ValueError) as error:
         raise ImageReadError(f"{path}: cannot read image ({error})") from error
     if frames > 1:
-        logger.warning("%s: %d frames; only the first is read", path, frames)
+        _note_frames(str(path), frames)
     image = _to_8bit(image, raw_mode, path)
     if image.mode == "P":
         # Only a palette with a transparent entry has an alpha channel worth keeping.
