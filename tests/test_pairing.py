@@ -165,6 +165,40 @@ def test_lol_folder_and_root_per_split(tmp_path):
     assert has_layout("lowlight", root, "test") and not has_layout("lowlight", root, "val")
 
 
+def test_rain100l_as_the_other_repositories_ship_it(tmp_path):
+    """Rain100L's other public copies: JORDER/RGR's rain/ + norain/ with equal names, and
+    PReNet's rain-N beside norain-N in one folder (RainTrainL) or rainy/ with norain-N
+    beside it (the test set); a file never pairs with itself."""
+    write(tmp_path / "rgr/rain/norain-1.png")
+    write(tmp_path / "rgr/norain/norain-1.png")
+    assert names(find_pairs("derain", tmp_path / "rgr")) == [
+        ("norain-1.png", "norain/norain-1.png")
+    ]
+
+    flat = tmp_path / "RainTrainL"
+    for name in ("rain-1", "norain-1", "rain-2", "norain-2", "rain-3", "rainstreak-1"):
+        write(flat / f"{name}.png")
+    scan = find_pairs("derain", flat)
+    assert names(scan) == [("rain-1.png", "norain-1.png"), ("rain-2.png", "norain-2.png")]
+    assert [(path.name, "norain-3" in reason) for path, reason in scan.problems] == [
+        ("rain-3.png", True)  # unpaired, and not paired with itself
+    ]
+    assert "in one folder" in scan.layout
+
+    test = tmp_path / "Rain100L"
+    write(test / "rainy/rain-001.png")
+    write(test / "norain-001.png")
+    assert names(find_pairs("derain", test)) == [("rain-001.png", "norain-001.png")]
+    assert has_layout("derain", test) and not has_layout("dehaze", test)
+    assert "PReNet" in describe_layouts("derain") and "rain/ + norain/" in describe_layouts(
+        "derain"
+    )
+
+    # Photos with no norain-N file are not a derain folder.
+    write(tmp_path / "photos/rain-forest.png")
+    assert not has_layout("derain", tmp_path / "photos")
+
+
 def test_layouts_are_per_type(tmp_path):
     write(tmp_path / "low/1.png")
     write(tmp_path / "high/1.png")

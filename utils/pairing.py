@@ -6,12 +6,16 @@ here (decision 8), so a folder that one of them accepts, all of them accept.
 Folder layouts (``FOLDER_PAIRS``): a folder holds a degraded and a clean subfolder side by
 side; the first pair found, in this order, is used:
 
-- derain:   ``rainy/`` + ``gt/``; ``input/`` + ``target/``
+- derain:   ``rainy/`` + ``gt/``; ``rain/`` + ``norain/`` (JORDER's and RGR's Rain100L);
+            ``input/`` + ``target/``
 - dehaze:   ``hazy/`` or ``synthetic/`` + ``original/``, ``clear/`` or ``gt/``;
             ``input/`` + ``target/``
 - deblur:   ``blur/`` + ``sharp/``; ``input/`` + ``target/``; GoPro sequences; a GoPro root
 - lowlight: ``low/`` + ``high/``; ``input/`` + ``target/``; a LOL root
 
+- Rain100L as PReNet distributes it (``NAMED_PAIRS``): ``rain-N`` beside ``norain-N`` in one
+  folder (``RainTrainL``), or ``rainy/rain-N`` with ``norain-N`` beside ``rainy/`` (the test
+  set); other files of the folder (``rainstreak-N``, ``rainregion-N``) are not inputs.
 - GoPro sequences: a folder whose subfolders ``<sequence>/`` each hold ``blur/`` beside
   ``sharp/`` with equal names (GoPro's ``GOPRO_Large/train`` or ``test``; ``blur_gamma/`` and
   other subfolders are ignored). Names keep their sequence (``GOPR0384_11_00/000001.png``), so
@@ -53,11 +57,13 @@ SPLITS = ("train", "val", "test")
 
 # type -> ((degraded subfolder names, clean subfolder names), ...) in order of preference
 FOLDER_PAIRS: dict[str, tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]] = {
-    "derain": ((("rainy",), ("gt",)), (("input",), ("target",))),
+    "derain": ((("rainy",), ("gt",)), (("rain",), ("norain",)), (("input",), ("target",))),
     "dehaze": ((("hazy", "synthetic"), ("original", "clear", "gt")), (("input",), ("target",))),
     "deblur": ((("blur",), ("sharp",)), (("input",), ("target",))),
     "lowlight": ((("low",), ("high",)), (("input",), ("target",))),
 }
+# type -> (degraded stem prefix, clean stem prefix): pairs told apart by name, not by folder
+NAMED_PAIRS = {"derain": ("rain-", "norain-")}
 SEQUENCE_FOLDERS = {"deblur": ("blur", "sharp")}  # GoPro: <sequence>/blur + <sequence>/sharp
 # type -> split -> the subfolder of a dataset root that holds that split
 ROOT_SUBSETS: dict[str, dict[str, str]] = {
@@ -103,6 +109,9 @@ class _Part:
     degraded: Path  # folder of degraded images (searched recursively)
     clean: Path  # folder of clean partners
     prefix: str  # prepended to pair names ("<sequence>/" for GoPro)
+    only: str | None = (
+        None  # degraded files: only those directly in ``degraded`` with this stem prefix
+    )
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,9 @@ def describe_layouts(de_type: str, split: str = "train") -> str:
     layouts = [
         f"{'|'.join(degraded)}/ + {'|'.join(clean)}/" for degraded, clean in FOLDER_PAIRS[de_type]
     ]
+    if de_type in NAMED_PAIRS:
+        rain, norain = NAMED_PAIRS[de_type]
+        layouts.append(f"{rain}N + {norain}N in one folder, or beside rainy/{rain}N (PReNet)")
     if de_type in SEQUENCE_FOLDERS:
         blur, sharp = SEQUENCE_FOLDERS[de_type]
         layouts.append(f"<sequence>/{blur}/ + <sequence>/{sharp}/ (GoPro)")
@@ -179,6 +191,24 @@ def _direct_layout(de_type: str, folder: Path) -> _Layout | None:
     return None
 
 
+def _named_layout(de_type: str, folder: Path) -> _Layout | None:
+    """PReNet's Rain100L: clean ``norain-N`` files in ``folder``, beside their rainy partners
+    ``rain-N`` (same folder) or beside a ``rainy/`` folder holding them."""
+    if de_type not in NAMED_PAIRS:
+        return None
+    degraded_prefix, clean_prefix = NAMED_PAIRS[de_type]
+    stems = [path.stem for path in list_images(folder)]
+    if not any(stem.startswith(clean_prefix) for stem in stems):
+        return None
+    rainy = _first_dir(folder, FOLDER_PAIRS[de_type][0][0])
+    if rainy is not None:
+        return _Layout(f"{rainy.name}/ + {clean_prefix}N beside it", (_Part(rainy, folder, ""),))
+    if any(stem.startswith(degraded_prefix) for stem in stems):
+        part = _Part(folder, folder, "", only=degraded_prefix)
+        return _Layout(f"{degraded_prefix}N + {clean_prefix}N in one folder", (part,))
+    return None
+
+
 def _sequence_layout(de_type: str, folder: Path) -> _Layout | None:
     """GoPro: every subfolder holding ``blur/`` is a sequence (``sharp/`` missing: problems)."""
     if de_type not in SEQUENCE_FOLDERS:
@@ -195,7 +225,11 @@ def _sequence_layout(de_type: str, folder: Path) -> _Layout | None:
 
 
 def _layout(de_type: str, folder: Path, split: str) -> _Layout | None:
-    found = _direct_layout(de_type, folder) or _sequence_layout(de_type, folder)
+    found = (
+        _direct_layout(de_type, folder)
+        or _named_layout(de_type, folder)
+        or _sequence_layout(de_type, folder)
+    )
     if found is not None:
         return found
     subset = ROOT_SUBSETS.get(de_type, {}).get(split)
@@ -288,7 +322,8 @@ def _pair_part(
         clean = None
         for folder in folders:
             for stem in stems:
-                found = index.get(folder).get(stem)
+                # a file never pairs with itself (rain-N and norain-N may share a folder)
+                found = [path for path in index.get(folder).get(stem, []) if path != degraded]
                 if found:
                     clean = _pick(degraded, found)
                     break
@@ -353,7 +388,11 @@ def find_pairs(de_type: str, folder: str | Path, split: str = "train") -> PairSc
     scan = PairScan(folder, layout.description)
     index = _StemIndex()
     for part in layout.parts:
-        _pair_part(de_type, part, _images_recursive(part.degraded), index, scan)
+        if part.only is None:
+            files = _images_recursive(part.degraded)
+        else:
+            files = [path for path in list_images(part.degraded) if path.stem.startswith(part.only)]
+        _pair_part(de_type, part, files, index, scan)
     return scan
 
 
