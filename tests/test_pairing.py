@@ -199,6 +199,12 @@ def test_rain100l_as_the_other_repositories_ship_it(tmp_path):
     assert not has_layout("derain", tmp_path / "photos")
 
 
+def test_folder_names_in_any_case(tmp_path):
+    write(tmp_path / "Hazy/0001_0.8_0.2.jpg")
+    write(tmp_path / "GT/0001.png")
+    assert names(find_pairs("dehaze", tmp_path)) == [("0001_0.8_0.2.jpg", "GT/0001.png")]
+
+
 def test_layouts_are_per_type(tmp_path):
     write(tmp_path / "low/1.png")
     write(tmp_path / "high/1.png")

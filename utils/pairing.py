@@ -4,7 +4,7 @@ Training (``train.py``), validation, testing (``test.py``) and ``--check_data`` 
 here (decision 8), so a folder that one of them accepts, all of them accept.
 
 Folder layouts (``FOLDER_PAIRS``): a folder holds a degraded and a clean subfolder side by
-side; the first pair found, in this order, is used:
+side (names in any case: ``GT/``, ``Input/``); the first pair found, in this order, is used:
 
 - derain:   ``rainy/`` + ``gt/``; ``rain/`` + ``norain/`` (JORDER's and RGR's Rain100L);
             ``input/`` + ``target/``
@@ -179,7 +179,17 @@ def describe_layouts(de_type: str, split: str = "train") -> str:
 
 
 def _first_dir(folder: Path, names: Iterable[str]) -> Path | None:
-    return next((folder / name for name in names if (folder / name).is_dir()), None)
+    """The first of ``names`` that is a subfolder of ``folder``, in any case (``GT/``,
+    ``Input/``: datasets differ, and macOS and Windows would not tell them apart)."""
+    subfolders: dict[str, Path] = {}
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:  # unreadable: no layout here, which the caller reports
+        return None
+    for path in entries:
+        if path.is_dir():
+            subfolders.setdefault(path.name.lower(), path)
+    return next((subfolders[name] for name in names if name in subfolders), None)
 
 
 def _direct_layout(de_type: str, folder: Path) -> _Layout | None:
