@@ -199,6 +199,15 @@ def test_rain100l_as_the_other_repositories_ship_it(tmp_path):
     assert not has_layout("derain", tmp_path / "photos")
 
 
+def test_lol_v2_low_and_normal(tmp_path):
+    """LOL-v2 (Real_captured/Train): Low/low00001.png + Normal/normal00001.png."""
+    write(tmp_path / "Low/low00001.png")
+    write(tmp_path / "Normal/normal00001.png")
+    assert names(find_pairs("lowlight", tmp_path)) == [("low00001.png", "Normal/normal00001.png")]
+    assert partner_stems("lowlight", Path("low7.png")) == ["low7", "normal7"]
+    assert partner_stems("lowlight", Path("7.png")) == ["7"]
+
+
 def test_folder_names_in_any_case(tmp_path):
     write(tmp_path / "Hazy/0001_0.8_0.2.jpg")
     write(tmp_path / "GT/0001.png")

@@ -11,7 +11,8 @@ side (names in any case: ``GT/``, ``Input/``); the first pair found, in this ord
 - dehaze:   ``hazy/`` or ``synthetic/`` + ``original/``, ``clear/`` or ``gt/``;
             ``input/`` + ``target/``
 - deblur:   ``blur/`` + ``sharp/``; ``input/`` + ``target/``; GoPro sequences; a GoPro root
-- lowlight: ``low/`` + ``high/``; ``input/`` + ``target/``; a LOL root
+- lowlight: ``low/`` + ``high/`` (LOL) or ``normal/`` (LOL-v2's ``Low/`` + ``Normal/``);
+            ``input/`` + ``target/``; a LOL root
 
 - Rain100L as PReNet distributes it (``NAMED_PAIRS``): ``rain-N`` beside ``norain-N`` in one
   folder (``RainTrainL``), or ``rainy/rain-N`` with ``norain-N`` beside ``rainy/`` (the test
@@ -32,7 +33,8 @@ Name rules (``partner_stems``), tried in order:
 - dehaze: the RESIDE rule ``<id>_<A>_<B>`` with numeric A and B -> ``<id>`` (SOTS's
   ``0001_0.8_0.2.jpg`` -> ``0001.png``), only where it matches; then the same stem;
 - derain: the same stem; then ``norain-N`` for ``rain-N`` (the official Rain100L naming);
-- deblur, lowlight: the same stem.
+- lowlight: the same stem; then ``normalN`` for ``lowN`` (LOL-v2's naming);
+- deblur: the same stem.
 The partner's extension may differ: the same file name wins, then PNG, then the first by name.
 
 A missing partner is a problem of that file, not of the folder: scans return the pairs found
@@ -60,7 +62,7 @@ FOLDER_PAIRS: dict[str, tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]] = {
     "derain": ((("rainy",), ("gt",)), (("rain",), ("norain",)), (("input",), ("target",))),
     "dehaze": ((("hazy", "synthetic"), ("original", "clear", "gt")), (("input",), ("target",))),
     "deblur": ((("blur",), ("sharp",)), (("input",), ("target",))),
-    "lowlight": ((("low",), ("high",)), (("input",), ("target",))),
+    "lowlight": ((("low",), ("high", "normal")), (("input",), ("target",))),
 }
 # type -> (degraded stem prefix, clean stem prefix): pairs told apart by name, not by folder
 NAMED_PAIRS = {"derain": ("rain-", "norain-")}
@@ -149,6 +151,8 @@ def partner_stems(de_type: str, degraded: Path) -> list[str]:
         stems = [reside_id(stem), stem]
     elif de_type == "derain":
         stems = [stem, "no" + stem if stem.startswith("rain-") else None]
+    elif de_type == "lowlight":
+        stems = [stem, "normal" + stem[3:] if stem.lower().startswith("low") else None]
     elif de_type in PAIRED_TYPES:
         stems = [stem]
     else:
