@@ -107,7 +107,7 @@ def test_shipped_weights_denoise_a_real_photo():
 
 
 def test_the_shipped_file_is_safetensors_with_its_size_and_types():
-    """Decision 4: one weight file under ckpt/, safetensors, version 4 (the best qualifying
+    """Decision 4: one weight file under ckpt/, safetensors, version 5 (the best qualifying
     export of issue 19's run), with its trained types (decision 5)."""
     weights = read_weights(checkpoint.SHIPPED_WEIGHTS)
     assert checkpoint.SHIPPED_WEIGHTS.name == "airnet-small-repo-trained.safetensors"
@@ -115,7 +115,7 @@ def test_the_shipped_file_is_safetensors_with_its_size_and_types():
     assert weights.size == {"n_feats": 32, "n_groups": 1, "n_blocks": 2}
     six = ["denoise_15", "denoise_25", "denoise_50", "derain", "dehaze", "clean"]
     assert weights.de_type == six and trained_types(checkpoint.SHIPPED_WEIGHTS) == six
-    assert (weights.metadata["version"], weights.metadata["step"]) == (4, 6600)
+    assert (weights.metadata["version"], weights.metadata["step"]) == (5, 23400)
     assert weights.metadata["qualifies"] is True
 
 
