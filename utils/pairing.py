@@ -111,9 +111,8 @@ class _Part:
     degraded: Path  # folder of degraded images (searched recursively)
     clean: Path  # folder of clean partners
     prefix: str  # prepended to pair names ("<sequence>/" for GoPro)
-    only: str | None = (
-        None  # degraded files: only those directly in ``degraded`` with this stem prefix
-    )
+    # degraded files: when set, only those directly in ``degraded`` with this stem prefix
+    only: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,7 +149,8 @@ def partner_stems(de_type: str, degraded: Path) -> list[str]:
     if de_type == "dehaze":
         stems = [reside_id(stem), stem]
     elif de_type == "derain":
-        stems = [stem, "no" + stem if stem.startswith("rain-") else None]
+        rain, norain = NAMED_PAIRS[de_type]
+        stems = [stem, norain + stem.removeprefix(rain) if stem.startswith(rain) else None]
     elif de_type == "lowlight":
         stems = [stem, "normal" + stem[3:] if stem.lower().startswith("low") else None]
     elif de_type in PAIRED_TYPES:
