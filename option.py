@@ -212,10 +212,12 @@ def get_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--loss_weighting",
-        choices=("none", "tur"),
+        choices=("none", "tur", "psnr"),
         default="none",
         help="restoration loss: none = L1 as the paper; tur = each type's L1 weighted by a "
-        "learned uncertainty (Wu et al., AAAI 2025; utils/task_loss.py), training only",
+        "learned uncertainty (Wu et al., AAAI 2025); psnr = minus each patch's PSNR (HINet, "
+        "NAFNet), which weighs every patch by the inverse of its own error "
+        "(utils/task_loss.py); training only",
     )
     run.add_argument(
         "--tur_floor",

@@ -75,6 +75,7 @@ from utils.task_loss import (
     RestorerWithUncertainty,
     UncertaintyHead,
     per_type_l1,
+    psnr_loss,
     uncertainty_weighted_l1,
 )
 from utils.train_dataset import (
@@ -390,14 +391,16 @@ def compute_losses(
     device: torch.device,
     type_names: list[str] | None = None,
     tur_floor: float | None = None,
+    loss_weighting: str = "none",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Forward one batch; returns (loss, detached stats: loss, l1, ce, contrast_acc and, in
     phase 2 when ``type_names`` are given, each type's own ``l1/TYPE`` and, with the
     uncertainty head (``net`` returns u), its ``u/TYPE``).
 
-    The restoration loss is L1 (the paper) or, when ``net`` returns per-pixel scales u
+    The restoration loss is L1 (the paper); when ``net`` returns per-pixel scales u
     (--loss_weighting tur), the task-balanced loss of utils/task_loss.py floored at
-    ``tur_floor``; phase 2 adds 0.1 * contrastive either way.
+    ``tur_floor``; with ``loss_weighting`` "psnr", the per-patch PSNR loss of the same module.
+    Phase 2 adds 0.1 * contrastive in every case.
     """
     degraded_1 = batch["degraded_1"].to(device, non_blocking=True)  # (B, 3, P, P) query
     degraded_2 = batch["degraded_2"].to(device, non_blocking=True)  # (B, 3, P, P) key
@@ -416,6 +419,8 @@ def compute_losses(
             restoration, per_type = uncertainty_weighted_l1(
                 restored, clean_1, uncertainty[0], batch["de_type"], type_names, tur_floor
             )
+        elif loss_weighting == "psnr":
+            restoration, per_type = psnr_loss(restored, clean_1, batch["de_type"], type_names)
         else:
             restoration = l1
             per_type = {}
@@ -598,12 +603,15 @@ def optimizer_step(
     precision: str,
     type_names: list[str] | None = None,
     tur_floor: float | None = None,
+    loss_weighting: str = "none",
 ) -> dict[str, float]:
     """One step; returns the losses and accuracy averaged over the processes (per-type
     numbers as ``compute_losses`` gives them)."""
     dtype = PRECISIONS[precision]
     with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-        loss, stats = compute_losses(net, batch, encoder_only, device, type_names, tur_floor)
+        loss, stats = compute_losses(
+            net, batch, encoder_only, device, type_names, tur_floor, loss_weighting
+        )
     values = all_reduce_mean(torch.stack(list(stats.values())), info).tolist()
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
@@ -634,6 +642,7 @@ def train_one_epoch(net: nn.Module, run: Run, position: Position) -> bool:
             args.precision,
             list(args.de_type),
             args.tur_floor,
+            args.loss_weighting,
         )
         if run.ema is not None:
             run.ema.update(run.model)

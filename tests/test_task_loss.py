@@ -1,5 +1,6 @@
-"""--loss_weighting tur, the clean type and the shipping rule (issue 19): the loss on hand-made
-batches, the floor, resume with the head, nothing of the head in exports, clean validation."""
+"""--loss_weighting tur and psnr, the clean type and the shipping rule (issue 19): the losses on
+hand-made batches, the floor, resume with the head, nothing of the head in exports, clean
+validation."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ import torch
 from net import AirNet, load_airnet
 from option import parse_args
 from tests.test_train import REPO, tiny_args
-from train import main
+from train import compute_losses, main
 from utils.task_loss import (
     HEAD_LR_SCALE,
     U_START,
     RestorerWithUncertainty,
     UncertaintyHead,
     per_type_l1,
+    psnr_loss,
     uncertainty_weighted_l1,
 )
 from utils.train_dataset import ValidationImage
@@ -76,6 +78,28 @@ def test_per_type_l1_of_a_plain_run():
     stats = per_type_l1(restored, clean, torch.tensor([0, 0, 2]), NAMES)
     assert stats["l1/denoise_15"].item() == pytest.approx(0.2, rel=1e-5)
     assert stats["l1/clean"].item() == pytest.approx(0.05, rel=1e-5)
+
+
+def test_psnr_loss_is_minus_the_mean_psnr_of_the_patches():
+    restored, clean, _ = constant_batch([0.1, 0.01, -0.3], [1, 1, 1])
+    loss, stats = psnr_loss(restored, clean, torch.tensor([0, 1, 1]), NAMES)
+    psnr = [20 * math.log10(1 / abs(error)) for error in (0.1, 0.01, 0.3)]  # MSE = error²
+    assert loss.item() == pytest.approx(-sum(psnr) / 3, abs=1e-3)
+    assert stats["l1/denoise_15"].item() == pytest.approx(0.1, rel=1e-5)
+    assert stats["l1/derain"].item() == pytest.approx((0.01 + 0.3) / 2, rel=1e-5)
+    assert psnr_loss(restored, clean, torch.tensor([0, 1, 1]))[1] == {}
+    exact, _ = psnr_loss(clean, clean, torch.tensor([0, 1, 1]))
+    assert exact.item() == pytest.approx(-80.0)  # 10 log10(1e-8): finite where MSE is 0
+
+
+def test_psnr_loss_weighs_each_patch_by_the_inverse_of_its_error():
+    # Unlike L1, whose gradient is the same for every patch, a patch ten times closer to its
+    # target pulls ten times harder per pixel.
+    restored, clean, _ = constant_batch([0.01, 0.1], [1, 1])
+    restored.requires_grad_(True)
+    psnr_loss(restored, clean, torch.tensor([0, 1]))[0].backward()
+    per_sample = restored.grad.abs().sum(dim=(1, 2, 3))
+    assert per_sample[0] / per_sample[1] == pytest.approx(10.0, rel=1e-4)
 
 
 def test_head_is_positive_and_starts_at_u_start():
@@ -190,6 +214,42 @@ def test_tur_with_clean_photos_logs_per_type_and_exports_no_head(tmp_path):
     assert isinstance(best["args"]["qualifies"], bool)
     checkpoint = torch.load(tmp_path / "ckpt/airnet_last_train.pth", weights_only=True)
     assert set(checkpoint["loss_head"]) == set(UncertaintyHead(8).state_dict())
+
+
+def test_training_step_uses_the_psnr_loss_when_asked():
+    class Fixed(torch.nn.Module):  # AirNet's training outputs, made by hand
+        def forward(self, query, key):
+            logits = torch.tensor([[2.0, 0.0, 1.0]]).repeat(len(query), 1)
+            return query + 0.1, logits, torch.zeros(len(query), dtype=torch.long)
+
+    clean = torch.full((2, 3, 8, 8), 0.5)
+    batch = {"degraded_1": clean, "degraded_2": clean, "clean_1": clean}
+    batch["de_type"] = torch.tensor([0, 1])
+    ce = torch.nn.functional.cross_entropy(torch.tensor([[2.0, 0.0, 1.0]]), torch.tensor([0]))
+    cpu = torch.device("cpu")
+    loss, stats = compute_losses(Fixed(), batch, False, cpu, NAMES, None, "psnr")
+    assert loss.item() == pytest.approx(-20.0 + 0.1 * ce.item(), abs=1e-3)  # PSNR 20 dB
+    assert stats["l1/derain"].item() == pytest.approx(0.1, rel=1e-5)
+    plain, _ = compute_losses(Fixed(), batch, False, cpu, NAMES, None, "none")
+    assert plain.item() == pytest.approx(0.1 + 0.1 * ce.item(), rel=1e-5)  # the paper's L1
+
+
+def test_psnr_loss_trains_validates_and_resumes_exactly(tmp_path):
+    psnr = ["--loss_weighting", "psnr", "--de_type", "denoise_25", "derain"]
+    uninterrupted = main(parse_args(tiny_args(tmp_path / "a", *psnr, "--log_every", "1")))
+    records = (tmp_path / "a/logs/log.jsonl").read_text().splitlines()
+    phase_2 = [r for r in map(json.loads, records) if r["kind"] == "train" and r["epoch"] == 1]
+    assert phase_2 and all(r["l1/derain"] >= 0 and "u/derain" not in r for r in phase_2)
+    interrupted = tiny_args(tmp_path / "b", *psnr)
+    main(parse_args([*interrupted, "--max_steps", "3"]))
+    resume = [*interrupted, "--resume", str(tmp_path / "b/ckpt"), "--max_steps", "6"]
+    resumed = main(parse_args(resume))
+    assert resumed.step == uninterrupted.step
+    expected = uninterrupted.model.state_dict()
+    for name, value in resumed.model.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+    checkpoint = torch.load(tmp_path / "b/ckpt/airnet_last_train.pth", weights_only=True)
+    assert checkpoint["args"]["loss_weighting"] == "psnr"  # a resumed run keeps its loss
 
 
 def test_tur_resumes_to_the_same_weights_and_head(tmp_path):

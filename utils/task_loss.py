@@ -1,4 +1,5 @@
-"""Task-balanced restoration loss: per-type uncertainty weighting (``--loss_weighting tur``).
+"""Task-balanced restoration losses: per-type uncertainty weighting (``--loss_weighting tur``)
+and the per-patch PSNR loss (``--loss_weighting psnr``).
 
 Wu et al., "Debiased All-in-one Image Restoration with Task Uncertainty Regularization"
 (AAAI 2025) balance the degradation types of an all-in-one batch by each type's uncertainty, a
@@ -18,6 +19,18 @@ exactly (``clean``: L1 -> 0) would drive ū_t -> 0 and its weight 1/ū_t without
 The head reads the restorer's features detached, so it never changes what the restorer
 computes; it exists only in training (the training checkpoint holds it; exports and
 ``load_airnet``'s model do not).
+
+The PSNR loss (HINet, Chen et al., CVPRW 2021; NAFNet, Chen et al., ECCV 2022) is minus each
+patch's PSNR, averaged over the batch:
+
+    L = mean over patches i of 10 log10(MSE_i + 1e-8)    (images in [0, 1]; 1e-8 as NAFNet).
+
+Its gradient for patch i is that of MSE_i scaled by 10 / (ln 10 · MSE_i), so every patch is
+weighed by the inverse of its own error, at once and with nothing to learn: a rain or blur patch
+a few grey levels from its target pulls as hard as a low-light patch a hundred grey levels away,
+and a change that costs rain 1 dB costs the loss as much as 1 dB of low light gains it. It is
+also the validation metric itself. (TUR balances by the log of each type's L1 too, but through
+a head that starts alike for every type and needs steps to learn the scales.)
 """
 
 from __future__ import annotations
@@ -29,7 +42,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-LOSS_WEIGHTINGS = ("none", "tur")
+LOSS_WEIGHTINGS = ("none", "tur", "psnr")
+PSNR_LOSS_EPS = 1e-8  # NAFNet's PSNRLoss: keeps log finite for a patch restored exactly
 U_FLOOR = 0.01  # L1 of 2.55 grey levels: caps a type's weight 1/ū at 100 (a σ 50 type's ~40)
 U_START = 0.05  # the head starts near a typical early-training L1 (about 13 grey levels)
 # The head starts from nothing, often beside a restorer that is only fine-tuned at a low rate
@@ -100,6 +114,30 @@ def uncertainty_weighted_l1(
         stats[f"l1/{type_names[index]}"] = l1.detach()
         stats[f"u/{type_names[index]}"] = u_bar.detach()
     return torch.stack(terms).mean(), stats
+
+
+def psnr_loss(
+    restored: torch.Tensor,
+    clean: torch.Tensor,
+    type_index: torch.Tensor,
+    type_names: Sequence[str] | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The per-patch PSNR loss of the module docstring, and each type's own L1 for the logs.
+
+    Args:
+        restored, clean: (N, 3, H, W) in [0, 1] (restored unclamped).
+        type_index: (N,) index into ``type_names`` of each sample's degradation.
+        type_names: names of the types, for the returned statistics (None: no statistics).
+
+    Returns:
+        (loss, stats): the scalar loss in dB (minus the mean PSNR of the patches: about -20
+        to -40 in training), and ``l1/NAME`` per type present, detached.
+    """
+    squared = (restored.float() - clean.float()).pow(2).mean(dim=(1, 2, 3))  # (N,)
+    loss = (10.0 / math.log(10.0)) * torch.log(squared + PSNR_LOSS_EPS).mean()
+    if type_names is None:
+        return loss, {}
+    return loss, per_type_l1(restored, clean, type_index, type_names)
 
 
 def per_type_l1(
