@@ -234,34 +234,33 @@ def test_training_step_uses_the_psnr_loss_when_asked():
     assert plain.item() == pytest.approx(0.1 + 0.1 * ce.item(), rel=1e-5)  # the paper's L1
 
 
+def assert_resume_is_exact(folder, extra, uninterrupted) -> None:
+    """A run in ``folder`` stopped after 3 steps and resumed to 6 ends at the same step, with
+    the same weights, as ``uninterrupted`` (the TrainResult of the same flags run through)."""
+    interrupted = tiny_args(folder, *extra)
+    main(parse_args([*interrupted, "--max_steps", "3"]))
+    resume = [*interrupted, "--resume", str(folder / "ckpt"), "--max_steps", "6"]
+    resumed = main(parse_args(resume))
+    assert resumed.step == uninterrupted.step
+    expected = uninterrupted.model.state_dict()
+    for name, value in resumed.model.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+
+
 def test_psnr_loss_trains_validates_and_resumes_exactly(tmp_path):
     psnr = ["--loss_weighting", "psnr", "--de_type", "denoise_25", "derain"]
     uninterrupted = main(parse_args(tiny_args(tmp_path / "a", *psnr, "--log_every", "1")))
     records = (tmp_path / "a/logs/log.jsonl").read_text().splitlines()
     phase_2 = [r for r in map(json.loads, records) if r["kind"] == "train" and r["epoch"] == 1]
     assert phase_2 and all(r["l1/derain"] >= 0 and "u/derain" not in r for r in phase_2)
-    interrupted = tiny_args(tmp_path / "b", *psnr)
-    main(parse_args([*interrupted, "--max_steps", "3"]))
-    resume = [*interrupted, "--resume", str(tmp_path / "b/ckpt"), "--max_steps", "6"]
-    resumed = main(parse_args(resume))
-    assert resumed.step == uninterrupted.step
-    expected = uninterrupted.model.state_dict()
-    for name, value in resumed.model.state_dict().items():
-        assert torch.equal(value, expected[name]), name
+    assert_resume_is_exact(tmp_path / "b", psnr, uninterrupted)
     checkpoint = torch.load(tmp_path / "b/ckpt/airnet_last_train.pth", weights_only=True)
     assert checkpoint["args"]["loss_weighting"] == "psnr"  # a resumed run keeps its loss
 
 
 def test_tur_resumes_to_the_same_weights_and_head(tmp_path):
     uninterrupted = main(parse_args(tiny_args(tmp_path / "a", *TUR)))
-    interrupted = tiny_args(tmp_path / "b", *TUR)
-    main(parse_args([*interrupted, "--max_steps", "3"]))
-    resume = [*interrupted, "--resume", str(tmp_path / "b/ckpt"), "--max_steps", "6"]
-    resumed = main(parse_args(resume))
-    assert resumed.step == uninterrupted.step
-    expected = uninterrupted.model.state_dict()
-    for name, value in resumed.model.state_dict().items():
-        assert torch.equal(value, expected[name]), name
+    assert_resume_is_exact(tmp_path / "b", TUR, uninterrupted)
     heads = [
         torch.load(tmp_path / run / "ckpt/airnet_last_train.pth", weights_only=True)["loss_head"]
         for run in ("a", "b")
