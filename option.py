@@ -17,6 +17,7 @@ from typing import Any
 
 from utils.config import ConfigError, config_to_argv, read_config
 from utils.pairing import describe_layouts
+from utils.task_loss import LOSS_WEIGHTINGS
 from utils.train_dataset import SYNTHESIS, TYPE_FOLDERS, folder_flag
 
 DE_TYPES = ("denoise_15", "denoise_25", "denoise_50", "derain", "dehaze")
@@ -212,7 +213,7 @@ def get_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--loss_weighting",
-        choices=("none", "tur", "psnr"),
+        choices=LOSS_WEIGHTINGS,
         default="none",
         help="restoration loss: none = L1 as the paper; tur = each type's L1 weighted by a "
         "learned uncertainty (Wu et al., AAAI 2025); psnr = minus each patch's PSNR (HINet, "
