@@ -58,8 +58,14 @@ def average_state_dicts(state_dicts: list[dict[str, torch.Tensor]]) -> dict[str,
         raise ValueError("nothing to average")
     keys = list(state_dicts[-1])
     for index, state_dict in enumerate(state_dicts):
-        if list(state_dict) != keys:
-            raise ValueError(f"file {index + 1} has other keys than the last file")
+        # Sets, not lists: a safetensors file stores its keys sorted, a .pth in module order,
+        # and the two formats of one model are averaged alike.
+        missing, extra = set(keys) - set(state_dict), set(state_dict) - set(keys)
+        if missing or extra:
+            differ = [f"-{k}" for k in sorted(missing)[:3]] + [f"+{k}" for k in sorted(extra)[:3]]
+            raise ValueError(
+                f"file {index + 1} has other keys than the last file ({', '.join(differ)})"
+            )
     averaged = {}
     for key in keys:
         last = state_dicts[-1][key]

@@ -11,6 +11,7 @@ import torch
 
 from net import AirNet, load_airnet
 from train import export_model
+from utils.checkpoint import save_safetensors_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
@@ -49,6 +50,28 @@ def test_average_of_exports(tmp_path: Path) -> None:
     assert not torch.equal(averaged[bn_key], states[-1][bn_key])  # statistics averaged too
     stored = torch.load(output, weights_only=True)["args"]
     assert stored["averaged"] == [str(tmp_path / f"m{s}.pth") for s in (1, 2, 3)]
+
+
+def test_average_of_a_safetensors_and_a_pth_export(tmp_path: Path) -> None:
+    """A safetensors file stores its keys sorted, a .pth in module order: the same model in the
+    two formats averages (the first file's format is written), and the mean is per key."""
+    first = tiny_export(tmp_path / "a.pth", 1)
+    save_safetensors_atomic(first.state_dict(), tmp_path / "a.safetensors", first.config)
+    second = tiny_export(tmp_path / "b.pth", 2)
+    output = tmp_path / "avg.safetensors"
+    average_weights.main(["average", str(tmp_path / "a.safetensors"), str(tmp_path / "b.pth"),
+                          "--output", str(output)])  # fmt: skip
+    averaged = load_airnet(output).state_dict()
+    key = "R.tail.0.weight"
+    mean = (first.state_dict()[key].double() + second.state_dict()[key].double()) / 2
+    torch.testing.assert_close(averaged[key].double(), mean, rtol=1e-6, atol=1e-7)
+
+
+def test_average_names_the_keys_that_differ() -> None:
+    with pytest.raises(ValueError, match=r"file 1 has other keys than the last file \(-b, \+c\)"):
+        average_weights.average_state_dicts(
+            [{"a": torch.zeros(1), "c": torch.zeros(1)}, {"a": torch.ones(1), "b": torch.ones(1)}]
+        )
 
 
 def test_average_refuses_different_sizes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
