@@ -18,7 +18,9 @@ format of the first file (Izmailov et al., "Averaging Weights Leads to Wider Opt
 Generalization", UAI 2018: checkpoints of one run late in training, at a low learning rate).
 Floating-point parameters and BatchNorm statistics are averaged; integer buffers (the MoCo queue
 pointer, BatchNorm's batch counter) and the MoCo queue, which only training reads, are the last
-file's. Pick what to ship with ``validate``, never with the test sets.
+file's. The first file's other records are kept, its shipping-rule verdict (``qualifies``) is
+not: it judged other weights. Exports in safetensors and ``.pth`` can be mixed. Pick what to ship
+with ``validate``, never with the test sets.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from utils.train_dataset import (  # noqa: E402
 from utils.validation import validate  # noqa: E402
 
 KEPT_FROM_LAST = ("E.E.queue",)  # read by training only; an average of queues means nothing
+NOT_OF_THE_AVERAGE = ("qualifies",)  # an export's shipping-rule verdict (utils/validation.py)
 
 
 def average_state_dicts(state_dicts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -85,6 +88,8 @@ def average_files(paths: list[Path], output: Path) -> None:
         raise ValueError(f"the files hold models of different sizes: {sorted(sizes)}")
     averaged = average_state_dicts([state_dict for state_dict, _ in loaded])
     first = read_weights(paths[0])  # safetensors, {"model", "args"} or a flat state dict
+    if first.metadata is not None:  # the first file's verdict is not the average's: validate it
+        first.metadata = {k: v for k, v in first.metadata.items() if k not in NOT_OF_THE_AVERAGE}
     save_weights_as(first, averaged, output, {"averaged": [str(path) for path in paths]})
 
 

@@ -11,7 +11,7 @@ import torch
 
 from net import AirNet, load_airnet
 from train import export_model
-from utils.checkpoint import save_safetensors_atomic
+from utils.checkpoint import read_weights, save_safetensors_atomic, save_weights_as
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
@@ -65,6 +65,20 @@ def test_average_of_a_safetensors_and_a_pth_export(tmp_path: Path) -> None:
     key = "R.tail.0.weight"
     mean = (first.state_dict()[key].double() + second.state_dict()[key].double()) / 2
     torch.testing.assert_close(averaged[key].double(), mean, rtol=1e-6, atol=1e-7)
+    for name in ("a.safetensors", "b.pth"):
+        add_verdict(tmp_path / name, True)
+    average_weights.main(["average", str(tmp_path / "a.safetensors"), str(tmp_path / "b.pth"),
+                          "--output", str(output)])  # fmt: skip
+    metadata = read_weights(output).metadata
+    assert "qualifies" not in metadata  # a verdict on other weights; validate the average
+    assert metadata["averaged"] == [str(tmp_path / "a.safetensors"), str(tmp_path / "b.pth")]
+
+
+def add_verdict(path: Path, verdict: bool) -> None:
+    """Record a shipping-rule verdict in an export, as train.py's exports carry one."""
+    weights = read_weights(path)
+    save_weights_as(weights, weights.state_dict, path, {"qualifies": verdict})
+    assert read_weights(path).metadata["qualifies"] is verdict
 
 
 def test_average_names_the_keys_that_differ() -> None:
