@@ -54,7 +54,8 @@ def test_average_of_exports(tmp_path: Path) -> None:
 
 def test_average_of_a_safetensors_and_a_pth_export(tmp_path: Path) -> None:
     """A safetensors file stores its keys sorted, a .pth in module order: the same model in the
-    two formats averages (the first file's format is written), and the mean is per key."""
+    two formats averages (the first file's format is written), and the mean is per key. The
+    average keeps the first file's records but not its shipping-rule verdict."""
     first = tiny_export(tmp_path / "a.pth", 1)
     save_safetensors_atomic(first.state_dict(), tmp_path / "a.safetensors", first.config)
     second = tiny_export(tmp_path / "b.pth", 2)
