@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import logging
 import math
-import random
 import signal
 import time
 from dataclasses import dataclass, field
@@ -39,7 +37,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -51,13 +48,7 @@ from option import (
     format_settings,
     parse_args,
 )
-from utils.checkpoint import (
-    MODEL_KWARGS,
-    CheckpointError,
-    load_model_state,
-    read_checkpoint,
-    save_checkpoint_atomic,
-)
+from utils.checkpoint import CheckpointError, load_model_state, read_checkpoint
 from utils.distributed import (
     DistInfo,
     all_reduce_max,
@@ -67,8 +58,17 @@ from utils.distributed import (
     init_distributed,
 )
 from utils.ema import WeightAverage
-from utils.image_io import save_image
 from utils.precision import PRECISIONS, needs_grad_scaler, warn_if_slow_precision
+from utils.run_log import RunLog, log_validation
+from utils.run_state import (
+    PAPER_SIZE,
+    Position,
+    export_model,
+    model_kwargs,
+    save_training_state,
+    seed_everything,
+    set_rng_states,
+)
 from utils.stop import GracefulStop
 from utils.task_loss import (
     HEAD_LR_SCALE,
@@ -96,7 +96,6 @@ logger = logging.getLogger("train")
 
 TRAIN_CHECKPOINT = "airnet_last_train.pth"
 CONTRAST_WEIGHT = 0.1  # phase 2: L1 + 0.1 * contrastive loss
-PAPER_SIZE = {"n_feats": 64, "n_groups": 5, "n_blocks": 5}
 
 
 EXIT_FAILED, EXIT_SETUP = 1, 2  # docs/errors.md's table of exit codes
@@ -108,17 +107,6 @@ class SetupError(RuntimeError):
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left as it was."""
-
-
-@dataclass
-class Position:
-    """Where a run is: the epoch to train, batches of it already done, optimiser steps."""
-
-    epoch: int = 0
-    batch: int = 0
-    step: int = 0
-    best_psnr: float = -math.inf
-    best_qualifies: bool = False  # whether airnet_best.pth passed the shipping rule
 
 
 @dataclass
@@ -177,40 +165,6 @@ def lr_at_epoch(epoch: int, base_lr: float, epochs_encoder: int) -> float:
 # ---------------------------------------------------------------------------------------------
 # Set-up
 # ---------------------------------------------------------------------------------------------
-
-
-def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {name: getattr(args, name) for name in MODEL_KWARGS}
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def rng_states() -> dict[str, Any]:
-    """Python, numpy and torch generator states, in types that ``weights_only`` loads."""
-    version, mt_state, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    states = {
-        "python": [version, list(mt_state), gauss],
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: dict[str, Any]) -> None:
-    version, mt_state, gauss = states["python"]
-    random.setstate((version, tuple(mt_state), gauss))
-    kind, keys, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -436,134 +390,8 @@ def compute_losses(
 
 
 # ---------------------------------------------------------------------------------------------
-# Validation
-# ---------------------------------------------------------------------------------------------
-
-
-def log_validation(
-    writer: SummaryWriter,
-    output_path: Path,
-    images: list[ValidationImage],
-    restored: dict[str, list[np.ndarray]],
-    step: int,
-) -> None:
-    """TensorBoard: the first image of each type as degraded | restored | clean; all restored
-    images of the latest validation as files under output_path/val/TYPE/."""
-    seen: dict[str, int] = {}
-    for image in images:
-        index = seen.get(image.de_type, 0)
-        seen[image.de_type] = index + 1
-        result = restored[image.de_type][index]
-        save_image(output_path / "val" / image.de_type / f"{image.name}.png", result)
-        if index == 0:
-            row = np.concatenate([image.degraded, result, image.clean], axis=1)  # (H, 3W, 3)
-            writer.add_image(f"val/{image.de_type}", row, step, dataformats="HWC")
-
-
-# ---------------------------------------------------------------------------------------------
 # Checkpoints and logs
 # ---------------------------------------------------------------------------------------------
-
-
-def export_model(model: AirNet, args: argparse.Namespace, path: Path, **info: Any) -> None:
-    """Model-only file with the official key names, for test.py, demo.py and ``load_airnet``.
-
-    A model of the paper's size is saved as a flat state dict, the format of the official
-    files (so the official code loads it too); the official format cannot say what size a
-    smaller model has, so other sizes are saved as ``{"model": state_dict, "args": size}``.
-    ``info`` (epoch, step, qualifies) and the trained ``de_type`` list go into "args" of the
-    latter only. Weights that are not all finite are not written (the file on disk stays the
-    last good one), with a warning.
-    """
-    if not weights_finite(model):
-        logger.warning("%s not written: the weights are not finite", path)
-        return
-    state_dict = model.state_dict()
-    if model_kwargs(args) == PAPER_SIZE:
-        save_checkpoint_atomic(state_dict, path)
-    else:
-        stored = {**model_kwargs(args), **info}
-        if getattr(args, "de_type", None) is not None:  # decision 5: the trained types
-            stored["de_type"] = list(args.de_type)
-        save_checkpoint_atomic({"model": state_dict, "args": stored}, path)
-
-
-def weights_finite(*modules: nn.Module | None) -> bool:
-    """True when every floating-point parameter and buffer of ``modules`` is finite."""
-    return all(
-        bool(torch.isfinite(tensor).all())
-        for module in modules
-        if module is not None
-        for tensor in module.state_dict().values()
-        if tensor.is_floating_point()
-    )
-
-
-def save_training_state(
-    path: Path,
-    model: AirNet,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    args: argparse.Namespace,
-    position: Position,
-    ema: WeightAverage | None = None,
-    head: UncertaintyHead | None = None,
-) -> None:
-    """Everything needed to resume: the model (its MoCo queue and pointer are buffers in it),
-    optimiser, AMP scaler, position (epoch to train, batches done in it, step), RNG states,
-    the resolved arguments and, with --ema_decay, the averaged weights, with --loss_weighting
-    tur the uncertainty head. Not written when a weight is not finite, so the file on disk is
-    always the last good one."""
-    if not weights_finite(model, head, ema.model if ema is not None else None):
-        logger.warning("%s not written: the weights are not finite", path)
-        return
-    extra = {"ema": ema.state_dict()} if ema is not None else {}
-    if head is not None:
-        extra["loss_head"] = head.state_dict()
-    save_checkpoint_atomic(
-        {
-            **extra,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict(),
-            "epoch": position.epoch,
-            "batch": position.batch,
-            "step": position.step,
-            "best_psnr": position.best_psnr,
-            "best_qualifies": position.best_qualifies,
-            "rng": rng_states(),
-            "args": vars(args),
-        },
-        path,
-    )
-
-
-class RunLog:
-    """TensorBoard scalars and a JSON-lines file with the same numbers (rank 0 only)."""
-
-    def __init__(self, log_dir: Path, args: argparse.Namespace) -> None:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        (log_dir / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
-        self.writer = SummaryWriter(str(log_dir))
-        self.jsonl = (log_dir / "log.jsonl").open("a")
-        self.start = time.time()
-
-    def write(
-        self, kind: str, step: int, epoch: int, values: dict[str, float | bool | None]
-    ) -> None:
-        """One record: every number to TensorBoard (booleans as 0/1; None, a value that does
-        not exist such as a clean photo's input PSNR, only to log.jsonl as null)."""
-        for name, value in values.items():
-            if value is not None:
-                self.writer.add_scalar(f"{kind}/{name}", float(value), step)
-        record = {"kind": kind, "step": step, "epoch": epoch, **values}
-        record["wall_s"] = round(time.time() - self.start, 2)
-        self.jsonl.write(json.dumps(record) + "\n")
-        self.jsonl.flush()
-
-    def close(self) -> None:
-        self.writer.close()
-        self.jsonl.close()
 
 
 def non_finite_message(values: dict[str, float], step: int, epoch: int, checkpoint: Path) -> str:

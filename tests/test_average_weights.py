@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from net import AirNet, load_airnet
-from train import export_model
 from utils.checkpoint import read_weights, save_safetensors_atomic, save_weights_as
+from utils.run_state import export_model
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))

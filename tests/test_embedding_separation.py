@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from net import AirNet
-from train import export_model
+from utils.run_state import export_model
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))

@@ -17,8 +17,9 @@ import train
 from net import AirNet, load_airnet
 from option import parse_args
 from tests.test_train_dataset import make_training_folders
-from train import NonFiniteLossError, export_model, lr_at_epoch, main
+from train import NonFiniteLossError, lr_at_epoch, main
 from utils.checkpoint import save_checkpoint_atomic
+from utils.run_state import Position, export_model, save_training_state
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--n_feats", "8", "--n_groups", "1", "--n_blocks", "1", "--queue_size", "16"]
@@ -331,6 +332,7 @@ def test_non_finite_weights_are_never_written(tmp_path, caplog):
     state = tmp_path / "state.pth"
     optimizer = torch.optim.Adam(model.parameters())
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    train.save_training_state(state, model, optimizer, scaler, args, train.Position())
+    save_training_state(state, model, optimizer, scaler, args, Position())
     assert not state.exists()
     assert caplog.text.count("not written: the weights are not finite") == 2
+
