@@ -336,3 +336,21 @@ def test_non_finite_weights_are_never_written(tmp_path, caplog):
     assert not state.exists()
     assert caplog.text.count("not written: the weights are not finite") == 2
 
+
+def test_a_checkpoint_written_before_the_code_moves_resumes_exactly(tmp_path):
+    """tests/fixtures/train_checkpoint_7a221e3.pth was written by train.py at commit 7a221e3,
+    before the run state and logs moved to utils/run_state.py and utils/run_log.py (issue 31):
+    ``tiny_args`` with --max_steps 3. Resumed now, it ends where an uninterrupted run does."""
+    uninterrupted = main(parse_args(tiny_args(tmp_path / "a")))
+    resume = [
+        *tiny_args(tmp_path / "b"),
+        "--resume",
+        str(REPO / "tests/fixtures/train_checkpoint_7a221e3.pth"),
+        "--max_steps",
+        "6",
+    ]
+    resumed = main(parse_args(resume))
+    assert resumed.step == 6
+    expected = uninterrupted.model.state_dict()
+    for name, value in resumed.model.state_dict().items():
+        assert torch.equal(value, expected[name]), name
