@@ -52,7 +52,7 @@ import torch
 import triton
 import triton.language as tl
 
-from net.deform_conv import guard_offsets
+from net.dcn_guard import guard_offsets
 
 # Columns of one (BLOCK_M, BLOCK_C) tile per tap; BLOCK_N output channels per program.
 FWD_CONFIGS = [
@@ -459,7 +459,7 @@ def deform_conv2d_triton(
 
     Returns:
         (N, C_out, H_out, W_out) in the compute dtype, in x's memory format; NaN at the pixels
-        where an offset is NaN or infinite (``net.deform_conv.guard_offsets``).
+        where an offset is NaN or infinite (``net.dcn_guard.guard_offsets``).
     """
     if x.device.type != "cuda" and not _INTERPRET:
         raise ValueError(

@@ -25,7 +25,8 @@ import torch
 import torchvision
 
 from net import AirNet
-from net.deform_conv import DCN_layer, guard_offsets, modulated_deform_conv2d
+from net.dcn_guard import guard_offsets
+from net.deform_conv import DCN_layer, modulated_deform_conv2d
 from tests.test_deform_conv import forward_and_grads, make_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
