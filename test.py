@@ -75,6 +75,7 @@ from utils.image_files import distinct_names
 from utils.image_io import ImageReadError, image_to_tensor, read_image, save_image, tensor_to_image
 from utils.metrics import psnr, ssim
 from utils.precision import PRECISIONS, warn_if_slow_precision
+from utils.progress import bars_wanted
 from utils.restore import resolve_device, restore_tensor
 from utils.tiling import add_tile_arguments, check_tile, check_tile_arguments
 from utils.validation import mean_brightness_change
@@ -368,7 +369,9 @@ def evaluate_set(
     start = time.perf_counter()
     # --save_images: a file name per pair ("a.jpg" and "a.png" -> a_jpg.png, a_png.png)
     saved_names = distinct_names([Path(pair.name) for pair in test_set.pairs])
-    pairs = tqdm(test_set.pairs, desc=f"{test_set.name} {task}", unit="img")
+    pairs = tqdm(
+        test_set.pairs, desc=f"{test_set.name} {task}", unit="img", disable=not bars_wanted()
+    )
     for pair, saved_name in zip(pairs, saved_names, strict=True):
         try:
             degraded, target = load_pair(pair, sigma, args)
@@ -436,7 +439,26 @@ def evaluate_set(
             out = args.output_path / "images" / test_set.name / task / saved_name
             save_image(out, tensor_to_image(restored))
     result.seconds = time.perf_counter() - start
+    if not bars_wanted():  # in a file (> test.log): one plain line per set instead of a bar
+        logger.info("%s", format_set_line(result.summary()))
     return result
+
+
+def format_set_line(summary: dict) -> str:
+    """One line for a scored set: ``CBSD68 denoise_25: 68 images, PSNR 29.55 dB (input
+    20.18), SSIM 0.8301 (input 0.4153), 41.2 s``; for ``clean`` the brightness change."""
+    head = f"{summary['label']} {summary['task']}: {summary['images']} images"
+    if summary["images"] == 0:
+        return f"{head}, nothing scored"
+    scores = f"PSNR {summary['psnr']:.2f} dB"
+    if summary["degradation"] == CLEAN:
+        scores += f" (output vs input), brightness change {summary['brightness_change']:.2f}"
+    else:
+        scores += (
+            f" (input {summary['input_psnr']:.2f}), SSIM {summary['ssim']:.4f} "
+            f"(input {summary['input_ssim']:.4f})"
+        )
+    return f"{head}, {scores}, {summary['seconds']:.1f} s"
 
 
 def find_sets(args: argparse.Namespace) -> list[ImageSet]:

@@ -59,6 +59,7 @@ from utils.distributed import (
 )
 from utils.ema import WeightAverage
 from utils.precision import PRECISIONS, needs_grad_scaler, warn_if_slow_precision
+from utils.progress import bars_wanted, format_values
 from utils.run_log import RunLog, log_validation
 from utils.run_state import (
     PAPER_SIZE,
@@ -454,10 +455,15 @@ def train_one_epoch(net: nn.Module, run: Run, position: Position) -> bool:
     encoder_only = position.epoch < args.epochs_encoder
     lr = run.optimizer.param_groups[0]["lr"]
     phase = "encoder" if encoder_only else "full"
+    bars = bars_wanted()  # in a file (> run.log), one plain line every --log_every steps
     progress = tqdm(
-        run.loader, desc=f"epoch {position.epoch} ({phase})", disable=not info.is_main, leave=False
+        run.loader,
+        desc=f"epoch {position.epoch} ({phase})",
+        disable=not (info.is_main and bars),
+        leave=False,
     )
     window: dict[str, list[float]] = {}
+    window_start = time.perf_counter()
     for batch in progress:
         stats = optimizer_step(
             net,
@@ -487,7 +493,18 @@ def train_one_epoch(net: nn.Module, run: Run, position: Position) -> bool:
         if run.run_log is not None and position.step % args.log_every == 0:
             means = {name: float(np.mean(values)) for name, values in window.items()}
             run.run_log.write("train", position.step, position.epoch, {**means, "lr": lr})
-            window = {}
+            if not bars:
+                seconds = (time.perf_counter() - window_start) / len(window["loss"])
+                logger.info(
+                    "epoch %d (%s) step %d: %s lr=%.3g (%.3f s/step)",
+                    position.epoch,
+                    phase,
+                    position.step,
+                    format_values(means),
+                    lr,
+                    seconds,
+                )
+            window, window_start = {}, time.perf_counter()
         if (args.max_steps is not None and position.step >= args.max_steps) or stop_everywhere(
             run.stop, info, run.device
         ):

@@ -391,3 +391,20 @@ def test_whole_images_unless_asked_and_tiles_recorded(sets, tiny_ckpt, monkeypat
     rows = read_rows(out)
     assert all(row["tile_reason"] == "out_of_memory" and row["tile"] for row in rows)
     assert read_summary(out)["results"][0]["tiled_after_out_of_memory"] == 2
+
+
+def test_in_a_file_each_set_is_one_plain_line_not_a_bar(sets, tiny_ckpt, capsys, caplog):
+    """stderr is not a terminal under pytest (as in ``test.py ... > test.log 2>&1``): no bar
+    redraws, and one log line per set and task with its scores."""
+    caplog.set_level(logging.INFO)
+    code, _ = run(sets, tiny_ckpt, "--mode", "3", "--sigmas", "25")
+    assert code == 0
+    assert "\r" not in capsys.readouterr().err
+    lines = [r.getMessage() for r in caplog.records if " images, PSNR " in r.getMessage()]
+    assert [line.split(":")[0] for line in lines] == [
+        "SetA denoise_25",
+        "SetB denoise_25",
+        "Rain derain",
+        "SOTS dehaze",
+    ]
+    assert lines[0].startswith("SetA denoise_25: 2 images, PSNR ") and "(input " in lines[0]

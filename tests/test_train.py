@@ -126,12 +126,16 @@ def test_phase_one_trains_the_encoder_only(tmp_path):
 
 def test_command_line_smoke_run(tmp_path):
     """python train.py ... as a user runs it: both phases, exit status 0, files written."""
-    argv = tiny_args(tmp_path, "--max_steps", "3", "--num_workers", "2")
+    argv = tiny_args(tmp_path, "--max_steps", "3", "--num_workers", "2", "--log_every", "1")
     result = subprocess.run(
         [sys.executable, "train.py", *argv], cwd=REPO, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "epoch 1 (full)" in result.stderr
+    # stderr is a pipe, not a terminal: plain lines, one per --log_every steps, no bar redraws
+    assert "\r" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if " step " in line and "loss=" in line]
+    assert [line.split(" step ")[1].split(":")[0] for line in lines] == ["1", "2", "3"]
+    assert "epoch 1 (full) step 3: loss=" in lines[-1] and "s/step)" in lines[-1]
     assert load_airnet(tmp_path / "ckpt" / "airnet_last.pth").config["n_feats"] == 8
 
 
