@@ -19,6 +19,7 @@ from utils.synthetic import (
     motion_blur,
     motion_kernel,
     random_haze,
+    random_haze_parameters,
     shake_trajectory,
     trajectory_kernel,
     transmission,
@@ -59,16 +60,33 @@ def test_depth_proxy_spans_zero_to_one_and_puts_the_sky_far():
 
 def test_transmission_falls_with_depth_and_beta():
     depth = np.linspace(0, 1, 11, dtype=np.float32)
-    light, dense = transmission(depth, 0.04), transmission(depth, 0.2)
+    light, dense = transmission(depth, 0.04, 1.5, 1.5), transmission(depth, 0.2, 4.5, 2.5)
     assert np.all(np.diff(light) < 0) and np.all(np.diff(dense) < 0)
     assert np.all(dense < light)
-    assert light[0] == pytest.approx(np.exp(-0.04), rel=1e-6)  # nearest, thinnest: 0.96
-    assert dense[-1] == pytest.approx(np.exp(-2.0), rel=1e-6)  # farthest, thickest: 0.14
+    assert light[0] == pytest.approx(np.exp(-0.04 * 1.5), rel=1e-6)  # nearest, thinnest: 0.94
+    assert dense[-1] == pytest.approx(np.exp(-0.2 * 4.5 * 2.5), rel=1e-6)  # thickest: 0.11
+
+
+def test_random_haze_has_reside_depth_statistics():
+    """d = d_near (1 + (ratio - 1) r): within one photo the far depth is at most 2.5 times the
+    near one, and the nearest depth lies in [1.5, 4.5] (RESIDE-beta outdoor depth maps)."""
+    photo = outdoor_photo()
+    relative = depth_proxy(photo)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        parameters = random_haze_parameters(rng)
+        assert 0.8 <= parameters["atmosphere"] <= 1.0 and 0.04 <= parameters["beta"] <= 0.2
+        t = transmission(
+            relative, parameters["beta"], parameters["near_depth"], parameters["depth_ratio"]
+        )
+        depth = -np.log(t) / parameters["beta"]
+        assert 1.5 - 1e-4 <= depth.min() <= 4.5 + 1e-4
+        assert depth.max() / depth.min() <= 2.5 + 1e-4
 
 
 def test_haze_moves_pixels_towards_the_atmospheric_light_more_where_far():
     photo = outdoor_photo()
-    hazy = add_haze(photo, atmosphere=0.9, beta=0.2)
+    hazy = add_haze(photo, atmosphere=0.9, beta=0.2, near_depth=3.0, depth_ratio=2.5)
     assert hazy.shape == photo.shape and hazy.dtype == np.uint8
     airlight = 0.9 * 255
     gap_before = np.abs(photo.astype(float) - airlight)
@@ -79,7 +97,7 @@ def test_haze_moves_pixels_towards_the_atmospheric_light_more_where_far():
     shrink = gap_after / np.maximum(gap_before, 1)
     assert shrink[far].mean() < shrink[near].mean()  # far pixels keep less of the scene
     assert (
-        np.abs(add_haze(photo, 0.9, 0.04) - photo.astype(float)).mean()
+        np.abs(add_haze(photo, 0.9, 0.04, 3.0, 2.5) - photo.astype(float)).mean()
         < np.abs(hazy - photo.astype(float)).mean()
     )  # thicker haze changes more
 

@@ -5,14 +5,24 @@ Single-Image Dehazing and Beyond", TIP 2019):
 
     I = J * t + A * (1 - t),    t = exp(-beta * d)
 
-with the atmospheric light A in [0.8, 1.0] and the scattering coefficient beta in [0.04, 0.2],
-the grid of OTS. RESIDE took the depth d from a depth network; none can be had here, so
-``depth_proxy`` derives a relative depth r in [0, 1] from two cues that hold for most outdoor
-photos: the top of the frame is farther than the bottom (a ground plane seen from eye height),
-and bright, unsaturated regions (sky, distant haze-lit surfaces) are far. r is mapped to
-d = DEPTH_NEAR + (DEPTH_FAR - DEPTH_NEAR) * r, so that t spans exp(-0.04 * 1) = 0.96 (light haze
-near the camera, thinnest grid point) to exp(-0.2 * 10) = 0.14 (dense haze far away, thickest),
-the range of transmissions that OTS images show.
+with the atmospheric light A in [0.8, 1.0] (grey) and the scattering coefficient beta in
+[0.04, 0.2]: the grid of OTS, whose file names (``<id>_<A>_<beta>``) the official AirNet
+repository's ``data_dir/hazy/hazy_outside.txt`` lists. RESIDE took the depth d from a depth
+network; none can be had here, so ``depth_proxy`` derives a relative depth r in [0, 1] from two
+cues that hold for most outdoor photos: the top of the frame is farther than the bottom (a
+ground plane seen from eye height), and bright, unsaturated regions (sky, distant haze-lit
+surfaces) are far. r becomes a depth with RESIDE's statistics:
+
+    d = d_near * (1 + (ratio - 1) * r),  d_near ~ U[1.5, 4.5],  ratio ~ U[1.5, 2.5]
+
+RESIDE's outdoor depth maps are flat: in the five RESIDE-beta outdoor training depth maps that
+SungyunKim-AI/RUS_Dehazing publishes (commit 80691b1,
+``DMDNet/data_sample/RESIDE-beta/train/depth/``), d lies between about 1.5 and 8.7 and, within
+one image, its 95th percentile is only 1.5-2.5 times its 5th. So one photo's haze varies by a
+factor of at most 2.5 in optical depth, and a photo's nearest haze is already
+exp(-beta * d_near): 0.94 to 0.41 over the grid. (Until this change the depth ran from 1 to 10
+in every photo, a far steeper veil than RESIDE's; a model trained on it left blotches where it
+guessed the depth wrong.)
 
 Rain follows the additive streak model of the Rain100L family (Yang et al., CVPR 2017):
 O = clip(B + S), S a layer of thin, bright, nearly parallel streaks; ``add_rain_streaks`` draws
@@ -40,9 +50,10 @@ import math
 
 import numpy as np
 
-ATMOSPHERE_RANGE = (0.8, 1.0)  # A, RESIDE OTS
-BETA_RANGE = (0.04, 0.2)  # beta, RESIDE OTS
-DEPTH_NEAR, DEPTH_FAR = 1.0, 10.0  # d at relative depth 0 and 1
+ATMOSPHERE_RANGE = (0.8, 1.0)  # A, RESIDE OTS (hazy_outside.txt of the official repository)
+BETA_RANGE = (0.04, 0.2)  # beta, RESIDE OTS (same list)
+NEAR_DEPTH_RANGE = (1.5, 4.5)  # d at relative depth 0: RESIDE-beta outdoor depth maps (above)
+DEPTH_RATIO_RANGE = (1.5, 2.5)  # far / near depth in one photo (their 95th / 5th percentiles)
 VERTICAL_WEIGHT = 0.6  # share of the vertical-position cue in the relative depth
 
 BLUR_LENGTH_RANGE = (6.0, 24.0)  # px: path length of the camera shake over one exposure
@@ -95,24 +106,48 @@ def depth_proxy(clean: np.ndarray) -> np.ndarray:
     return ((relative - low) / max(high - low, 1e-6)).astype(np.float32)
 
 
-def transmission(relative_depth: np.ndarray, beta: float) -> np.ndarray:
-    """t = exp(-beta * d), d = DEPTH_NEAR + (DEPTH_FAR - DEPTH_NEAR) * relative depth."""
-    depth = DEPTH_NEAR + (DEPTH_FAR - DEPTH_NEAR) * relative_depth
+def transmission(
+    relative_depth: np.ndarray, beta: float, near_depth: float, depth_ratio: float
+) -> np.ndarray:
+    """t = exp(-beta * d), d = near_depth * (1 + (depth_ratio - 1) * relative_depth).
+
+    Args:
+        relative_depth: (H, W) float in [0, 1], 0 nearest (``depth_proxy``).
+        beta: scattering coefficient, RESIDE OTS's [0.04, 0.2].
+        near_depth: d at relative depth 0, RESIDE-beta's [1.5, 4.5] (module docstring).
+        depth_ratio: d at relative depth 1 over d at 0, RESIDE-beta's [1.5, 2.5].
+
+    Returns:
+        (H, W) float32 in (0, 1].
+    """
+    depth = near_depth * (1.0 + (depth_ratio - 1.0) * relative_depth)
     return np.exp(-beta * depth).astype(np.float32)
 
 
-def add_haze(clean: np.ndarray, atmosphere: float, beta: float) -> np.ndarray:
-    """I = J * t + A * (1 - t) on a uint8 (H, W, 3) image, rounded back to uint8."""
-    t = transmission(depth_proxy(clean), beta)[..., None]  # (H, W, 1)
+def add_haze(
+    clean: np.ndarray, atmosphere: float, beta: float, near_depth: float, depth_ratio: float
+) -> np.ndarray:
+    """I = J * t + A * (1 - t) on a uint8 (H, W, 3) image, rounded back to uint8; t from
+    ``transmission`` on the photo's ``depth_proxy``. ``atmosphere`` is A in [0, 1]."""
+    t = transmission(depth_proxy(clean), beta, near_depth, depth_ratio)[..., None]  # (H, W, 1)
     hazy = clean.astype(np.float32) / 255.0 * t + atmosphere * (1.0 - t)
     return np.clip(hazy * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
+def random_haze_parameters(rng: np.random.Generator) -> dict[str, float]:
+    """A, beta, the near depth and the depth ratio, each uniform in its range (module
+    docstring), as the keyword arguments of ``add_haze``."""
+    return {
+        "atmosphere": float(rng.uniform(*ATMOSPHERE_RANGE)),
+        "beta": float(rng.uniform(*BETA_RANGE)),
+        "near_depth": float(rng.uniform(*NEAR_DEPTH_RANGE)),
+        "depth_ratio": float(rng.uniform(*DEPTH_RATIO_RANGE)),
+    }
+
+
 def random_haze(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Haze with A and beta drawn uniformly from the RESIDE OTS ranges."""
-    atmosphere = float(rng.uniform(*ATMOSPHERE_RANGE))
-    beta = float(rng.uniform(*BETA_RANGE))
-    return add_haze(clean, atmosphere, beta)
+    """Haze on a uint8 (H, W, 3) photo with parameters from ``random_haze_parameters``."""
+    return add_haze(clean, **random_haze_parameters(rng))
 
 
 def streak_layer(
