@@ -38,9 +38,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.image_files import list_images, read_image, save_image  # noqa: E402
+from utils.fingerprints import digests_of_test_sets, find_test_content  # noqa: E402
+from utils.image_files import ImageReadError, list_images, read_image, save_image  # noqa: E402
 from utils.pairing import LayoutError, Pair, PairScan, find_pairs  # noqa: E402
-from utils.synthetic import ATMOSPHERE_RANGE, BETA_RANGE, add_haze, motion_blur  # noqa: E402
+from utils.synthetic import add_haze, motion_blur, random_haze_parameters  # noqa: E402
 
 TEST_FOLDERS = {"eval15", "test"}  # LOL's test set as released and as extracted
 BLUR_SALT = 1  # keeps the blur's random stream apart from the haze's of the same photo
@@ -59,15 +60,15 @@ def link(source: Path, target: Path) -> None:
 
 
 def write_val_haze(clean_path: Path, folder: Path, seed: int) -> None:
-    """A hazy copy of one held-out photo, A and beta seeded by (seed, file name)."""
+    """A hazy copy of one held-out photo, its parameters (utils/synthetic.py) seeded by
+    (seed, file name); A and beta rounded as RESIDE names them, and made with those values."""
     rng = np.random.default_rng([seed, zlib.crc32(clean_path.name.encode())])
-    atmosphere = round(float(rng.uniform(*ATMOSPHERE_RANGE)), 2)
-    beta = round(float(rng.uniform(*BETA_RANGE)), 3)
+    parameters = random_haze_parameters(rng)
+    parameters["atmosphere"] = round(parameters["atmosphere"], 2)
+    parameters["beta"] = round(parameters["beta"], 3)
     clean = read_image(clean_path)
-    save_image(
-        folder / "input" / f"{clean_path.stem}_{atmosphere}_{beta}.png",
-        add_haze(clean, atmosphere, beta),
-    )
+    name = f"{clean_path.stem}_{parameters['atmosphere']}_{parameters['beta']}.png"
+    save_image(folder / "input" / name, add_haze(clean, **parameters))
     save_image(folder / "target" / f"{clean_path.stem}.png", clean)
 
 
@@ -124,10 +125,15 @@ def report_problems(what: str, problems: list[tuple[Path, str]]) -> None:
         print(f"{what}: skipped {path}: {reason}", file=sys.stderr)
 
 
-def split_derain(scan: PairScan, output: Path, count: int, seed: int) -> str:
+def split_derain(
+    scan: PairScan, output: Path, count: int, seed: int, excluded: set[Path] | None = None
+) -> str:
+    """Rain pairs into train/ and val/, leaving out the pairs with a side in ``excluded``."""
     report_problems("derain", scan.problems)
-    val = held_out(scan.pairs, count, seed)
-    for pair in scan.pairs:
+    excluded = excluded or set()
+    pairs = [p for p in scan.pairs if not {p.degraded, p.clean} & excluded]
+    val = held_out(pairs, count, seed)
+    for pair in pairs:
         if pair in val:
             link(pair.degraded, output / "val/derain/input" / pair.name)
             link(pair.clean, output / "val/derain/target" / pair.name)
@@ -135,7 +141,8 @@ def split_derain(scan: PairScan, output: Path, count: int, seed: int) -> str:
             link(pair.degraded, output / "train/derain/rainy" / pair.name)
             clean_name = Path(pair.name).with_name(pair.clean.name)
             link(pair.clean, output / "train/derain/gt" / clean_name)
-    return f"rain pairs {len(scan.pairs) - len(val)} train / {len(val)} val"
+    left_out = len(scan.pairs) - len(pairs)
+    return f"rain pairs {len(pairs) - len(val)} train / {len(val)} val ({left_out} left out)"
 
 
 def lowlight_training_pairs(lowlight_dir: Path) -> PairScan:
@@ -191,8 +198,30 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write synthetic motion blur on the held-out photos (val/deblur)",
     )
+    parser.add_argument(
+        "--exclude_test",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="test sets (folders, searched recursively): every training image whose decoded "
+        "pixels equal a test image's is left out of the split and listed in "
+        "OUTPUT/excluded_test_content.txt (decision 13)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser
+
+
+def exclude_test_content(images: list[Path], test_folders: list[Path], output: Path) -> set[Path]:
+    """The images among ``images`` that equal a test image (utils/fingerprints.py), written
+    to OUTPUT/excluded_test_content.txt as ``training file<TAB>test file`` lines."""
+    if not test_folders:
+        return set()
+    matches = find_test_content(images, digests_of_test_sets(test_folders))
+    output.mkdir(parents=True, exist_ok=True)
+    lines = [f"{path}\t{test}" for path, test in sorted(matches.items())]
+    (output / "excluded_test_content.txt").write_text("".join(line + "\n" for line in lines))
+    return set(matches)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
         # Every folder is checked before anything is written.
         rain = None if args.derain_dir is None else find_pairs("derain", args.derain_dir)
         low = None if args.lowlight_dir is None else lowlight_training_pairs(args.lowlight_dir)
+        rain_files = (
+            [] if rain is None else [p for pair in rain.pairs for p in (pair.degraded, pair.clean)]
+        )
+        excluded = exclude_test_content(clean + rain_files, args.exclude_test, args.output)
+        kept_out = sum(path in excluded for path in clean)
+        clean = [path for path in clean if path not in excluded]
         val_clean = held_out(clean, args.val_clean, args.seed)
         for path in clean:
             part = "val" if path in val_clean else "train"
@@ -213,11 +248,13 @@ def main(argv: list[str] | None = None) -> int:
                 if args.val_deblur:
                     write_val_blur(path, args.output / "val" / "deblur", args.seed)
         counts = [f"clean {len(clean) - len(val_clean)} train / {len(val_clean)} val"]
+        if args.exclude_test:
+            counts[0] += f" ({kept_out} left out: test content)"
         if rain is not None:
-            counts.append(split_derain(rain, args.output, args.val_derain, args.seed))
+            counts.append(split_derain(rain, args.output, args.val_derain, args.seed, excluded))
         if low is not None:
             counts.append(split_lowlight(low, args.output, args.val_lowlight, args.seed))
-    except (LayoutError, FileNotFoundError, OSError) as error:
+    except (LayoutError, FileNotFoundError, OSError, ImageReadError) as error:
         print(f"make_split.py: {error}", file=sys.stderr)
         return 2
     synthetic = "haze and blur" if args.val_deblur else "haze"
