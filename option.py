@@ -269,6 +269,14 @@ def get_parser() -> argparse.ArgumentParser:
         default=256,
         help="centre-crop validation images to at most this side (0: whole image)",
     )
+    val.add_argument(
+        "--reference_weights",
+        default=None,
+        metavar="FILE",
+        help="the shipped file for this run's role (e.g. ckpt/airnet-small-repo-trained."
+        "safetensors): scored once on the validation set; an export qualifies only when no "
+        "type is more than 0.05 dB below it (decision 14; default: none, inputs only)",
+    )
 
     model = parser.add_argument_group("model size (defaults = paper; smaller for smoke runs)")
     model.add_argument("--n_feats", type=int, default=64, help="width of DGRN and the encoder")
@@ -297,7 +305,7 @@ FROM_CHECKPOINT_UNLESS_GIVEN = (  # the schedule, cadences and data: given again
     "val_crop", "checkpoint_every_minutes", "checkpoint_every_steps", "save_every",
     "log_every", "max_steps", "sync_bn", "data_file_dir", "denoise_dir", "derain_dir",
     "dehaze_dir", "deblur_dir", "lowlight_dir", "val_denoise_dir", "val_derain_dir",
-    "val_dehaze_dir", "val_deblur_dir", "val_lowlight_dir",
+    "val_dehaze_dir", "val_deblur_dir", "val_lowlight_dir", "reference_weights",
 )  # fmt: skip
 # Never restored: device, num_workers, dcn_impl, resume, init_from, config, check_data and the
 # output paths.

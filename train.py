@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from net import AirNet
+from net import AirNet, load_airnet
 from option import (
     SettingsError,
     apply_checkpoint_settings,
@@ -91,7 +91,7 @@ from utils.train_dataset import (
     scan_validation_data,
     seed_worker,
 )
-from utils.validation import is_better_export, validate
+from utils.validation import format_comparison, is_better_export, validate
 
 logger = logging.getLogger("train")
 
@@ -555,12 +555,13 @@ def validate_and_log(
     args: argparse.Namespace,
     device: torch.device,
     run_log: RunLog,
+    reference: dict[str, float | bool | None] | None = None,
 ) -> dict[str, float]:
     """Validate, log the numbers and sample images, and export airnet_best.pth when the
     model is the best yet: the best ``psnr/mean`` among exports that pass the shipping rule
-    (utils/validation.py), or, before any passes, the best mean (its file says
-    ``"qualifies": false``)."""
-    metrics, restored = validate(model, validation_set, device)
+    (utils/validation.py; against ``reference``, the shipped file's metrics), or, before any
+    passes, the best mean (its file says ``"qualifies": false``)."""
+    metrics, restored = validate(model, validation_set, device, reference)
     run_log.write("val", position.step, epoch, metrics)
     log_validation(run_log.writer, Path(args.output_path), validation_set, restored, position.step)
     summary = " ".join(
@@ -568,6 +569,7 @@ def validate_and_log(
         for name, value in metrics.items()
     )
     logger.info("epoch %d step %d: %s", epoch, position.step, summary)
+    logger.info("PSNR per type: %s", format_comparison(metrics, reference))
     if is_better_export(metrics, position.best_psnr, position.best_qualifies):
         position.best_psnr = float(metrics["psnr/mean"])
         position.best_qualifies = bool(metrics["qualifies"])
@@ -581,6 +583,22 @@ def validate_and_log(
             qualifies=position.best_qualifies,
         )
     return {"epoch": epoch, "step": position.step, **metrics}
+
+
+def score_reference(
+    path: str, validation_set: list[ValidationImage], device: torch.device
+) -> dict[str, float | bool | None]:
+    """--reference_weights: the shipped file's metrics on this run's validation set, scored
+    once per run (decision 14); every validation of the run compares with them."""
+    try:
+        reference = load_airnet(path, device)
+    except (FileNotFoundError, CheckpointError) as error:
+        raise SetupError(f"--reference_weights {path}: {error}") from error
+    metrics, _ = validate(reference, validation_set, device)
+    logger.info(
+        "the shipped file %s on the validation set: %s", path, format_comparison(metrics, None)
+    )
+    return metrics
 
 
 def start_weight_average(
@@ -660,6 +678,10 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
 
     ckpt_path = Path(args.ckpt_path)
     run_log = RunLog(Path(args.log_dir), args) if info.is_main else None
+    reference = None
+    if validation_set and args.reference_weights:
+        reference = score_reference(args.reference_weights, validation_set, device)
+        run_log.write("reference", position.step, position.epoch, reference)
     logger.info(
         "AirNet %s, %d parameters, %d process(es) on %s, %d steps per epoch",
         model_kwargs(args),
@@ -684,7 +706,7 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
             ema=ema,
             head=head,
         )
-        validations = train_loop(run, validation_set, position)
+        validations = train_loop(run, validation_set, position, reference)
     if run_log is not None:
         run_log.close()
     logger.info(
@@ -706,9 +728,13 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
 
 
 def train_loop(
-    run: Run, validation_set: list[ValidationImage], position: Position
+    run: Run,
+    validation_set: list[ValidationImage],
+    position: Position,
+    reference: dict[str, float | bool | None] | None = None,
 ) -> list[dict[str, float]]:
-    """Epochs from ``position`` to the end (or --max_steps, or a signal); returns validations."""
+    """Epochs from ``position`` to the end (or --max_steps, or a signal); returns validations
+    (the shipping rule against ``reference``, the shipped file's metrics, when given)."""
     model, args, info = run.model, run.args, run.info
     exported = run.ema.model if run.ema is not None else model  # validated and exported
     ckpt_path = Path(args.ckpt_path)
@@ -741,7 +767,14 @@ def train_loop(
             if due:
                 validations.append(
                     validate_and_log(
-                        exported, validation_set, epoch, position, args, run.device, run.run_log
+                        exported,
+                        validation_set,
+                        epoch,
+                        position,
+                        args,
+                        run.device,
+                        run.run_log,
+                        reference,
                     )
                 )
             save_training_state(

@@ -3,14 +3,18 @@
 Used by ``train.py`` (the ``val`` records of log.jsonl, ``airnet_best.pth``) and by
 ``scripts/average_weights.py validate``, so both score an export identically.
 
-The shipping rule (issue "Shipped weights, round two"): an export *qualifies* when every
-degradation type's mean PSNR on the split is above the mean PSNR of its degraded inputs (it
-removes what it was trained to remove, no type traded for another), and, when clean photos are
-validated, it keeps them: PSNR of output vs input >= ``CLEAN_MIN_PSNR`` dB and a mean absolute
-change of brightness <= ``CLEAN_MAX_BRIGHTNESS`` grey levels.
+The shipping rule (decision 14; one function, ``qualifies``, for the all-in-one file and the
+one-by-one files alike): an export *qualifies* when every degradation type's mean PSNR on the
+split is above the mean PSNR of its degraded inputs (it removes what it was trained to remove),
+no lower than the currently shipped file for the same role on the same images (``reference``,
+``REFERENCE_TOLERANCE`` dB of slack, so that no type is traded for another), and, when clean
+photos are validated, it keeps them: PSNR of output vs input >= ``CLEAN_MIN_PSNR`` dB and a mean
+absolute change of brightness <= ``CLEAN_MAX_BRIGHTNESS`` grey levels.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -21,6 +25,7 @@ from utils.train_dataset import CLEAN, ValidationImage
 
 CLEAN_MIN_PSNR = 30.0  # dB of output vs input for a clean photo (issue 19's target)
 CLEAN_MAX_BRIGHTNESS = 3.0  # grey levels (0-255) of |mean(output) - mean(input)|
+REFERENCE_TOLERANCE = 0.05  # dB below the shipped file's PSNR that still counts as no lower
 
 
 def mean_brightness_change(output: np.ndarray, reference: np.ndarray) -> float:
@@ -41,7 +46,10 @@ def mean_brightness_change(output: np.ndarray, reference: np.ndarray) -> float:
 
 @torch.inference_mode()
 def validate(
-    model: torch.nn.Module, images: list[ValidationImage], device: torch.device
+    model: torch.nn.Module,
+    images: list[ValidationImage],
+    device: torch.device,
+    reference: dict[str, float | bool | None] | None = None,
 ) -> tuple[dict[str, float | bool | None], dict[str, list[np.ndarray]]]:
     """PSNR/SSIM per type with test.py's metrics (RGB in [0, 1], clipped), and the rule.
 
@@ -50,7 +58,8 @@ def validate(
     whether the model helps); for ``clean``, ``psnr/clean`` is output vs input,
     ``brightness/clean`` the mean over images of the brightness change (grey levels) and
     ``input_psnr/clean`` None; ``psnr/mean`` over the degradation types (``clean`` excluded)
-    and ``qualifies`` (the shipping rule, ``qualifies``). The model is back in training mode
+    and ``qualifies`` (the shipping rule, ``qualifies``, against ``reference``: the shipped
+    file's metrics on the same images, or None). The model is back in training mode
     afterwards.
     """
     model.eval()
@@ -81,28 +90,64 @@ def validate(
             results[f"input_psnr/{de_type}"] = columns[2]
     degradations = [t for t in scores if t != CLEAN]
     results["psnr/mean"] = float(np.mean([results[f"psnr/{t}"] for t in degradations]))
-    results["qualifies"] = qualifies(results)
+    results["qualifies"] = qualifies(results, reference)
     return results, restored_images
 
 
-def qualifies(metrics: dict[str, float | bool | None]) -> bool:
+def qualifies(
+    metrics: dict[str, float | bool | None],
+    reference: dict[str, float | bool | None] | None = None,
+) -> bool:
     """The shipping rule of the module docstring on ``validate``'s metrics.
+
+    Args:
+        metrics: ``validate``'s metrics of the export.
+        reference: ``validate``'s metrics of the shipped file for the same role on the same
+            images, or None where none is shipped (then only the inputs and clean photos
+            count). A type the reference was not validated on is compared with its input only.
 
     A type whose input PSNR is not recorded (an old log) cannot show a gain, so it fails.
     """
     ok = True
-    for name, value in metrics.items():
-        if not name.startswith("psnr/") or name == "psnr/mean":
-            continue
-        de_type = name.removeprefix("psnr/")
+    for de_type, value in psnr_by_type(metrics).items():
         if de_type == CLEAN:
             brightness = metrics.get(f"brightness/{CLEAN}")
             kept = brightness is not None and brightness <= CLEAN_MAX_BRIGHTNESS
             ok &= value >= CLEAN_MIN_PSNR and kept
-        else:
-            reference = metrics.get(f"input_psnr/{de_type}")
-            ok &= reference is not None and value > reference
+            continue
+        input_psnr = metrics.get(f"input_psnr/{de_type}")
+        ok &= input_psnr is not None and value > input_psnr
+        shipped = None if reference is None else reference.get(f"psnr/{de_type}")
+        if shipped is not None:
+            ok &= value >= shipped - REFERENCE_TOLERANCE
     return bool(ok)
+
+
+def psnr_by_type(metrics: dict[str, float | bool | None]) -> dict[str, float]:
+    """``{TYPE: psnr/TYPE}`` of ``validate``'s metrics (``psnr/mean`` left out)."""
+    return {
+        name.removeprefix("psnr/"): float(value)
+        for name, value in metrics.items()
+        if name.startswith("psnr/") and name != "psnr/mean" and value is not None
+    }
+
+
+def format_comparison(
+    metrics: dict[str, float | bool | None],
+    reference: dict[str, float | bool | None] | None,
+) -> str:
+    """Per type, the export, the shipped file and the input side by side, one line:
+    ``derain 29.10 (shipped 25.70, input 25.52)``; clean photos with their brightness."""
+    parts = []
+    for de_type, value in psnr_by_type(metrics).items():
+        shipped = None if reference is None else reference.get(f"psnr/{de_type}")
+        beside = [] if shipped is None else [f"shipped {shipped:.2f}"]
+        if de_type == CLEAN:
+            beside.append(f"brightness {metrics.get(f'brightness/{CLEAN}', math.nan):.2f}")
+        else:
+            beside.append(f"input {metrics.get(f'input_psnr/{de_type}') or math.nan:.2f}")
+        parts.append(f"{de_type} {value:.2f} ({', '.join(beside)})")
+    return "; ".join(parts)
 
 
 def is_better_export(
