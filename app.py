@@ -39,6 +39,7 @@ from utils.checkpoint import (  # noqa: E402
     is_hub_reference,
     trained_types,
 )
+from utils.cli import ArgumentParser, Range  # noqa: E402
 from utils.image_files import (  # noqa: E402
     ImageReadError,
     distinct_names,
@@ -297,13 +298,13 @@ def build_app(choices: list[str]) -> gr.Blocks:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="Serve AirNet in a local web page (Gradio).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--ckpt", type=Path, action="append", help="offer this checkpoint too")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=7860, help="port")
+    parser.add_argument("--port", type=Range(int, 1, 65535), default=7860, help="port")
     return parser
 
 
