@@ -48,6 +48,7 @@ from utils.image_files import (  # noqa: E402
     save_image,
 )
 from utils.optional import exit_missing_package  # noqa: E402
+from utils.outputs import OutputError  # noqa: E402
 from utils.restore import resolve_device, restore  # noqa: E402
 from utils.tiling import check_tile  # noqa: E402
 
@@ -207,7 +208,10 @@ def restore_files(
         raise AppError(f"{len(files)} images: at most {MAX_IMAGES} per request.")
     tile = tile_size(tile)
     model = load_model(choice, upload, device_name)
-    out_dir = Path(out_dir or tempfile.mkdtemp(prefix="airnet_app_"))
+    try:
+        out_dir = Path(out_dir or tempfile.mkdtemp(prefix="airnet_app_"))
+    except OSError as error:  # the server's temporary folder is full or read-only
+        raise AppError(f"The server cannot write its results ({error.strerror}).") from error
     pairs, outputs, messages = [], [], []
     # Uploads of one name sit in different cache folders: the names the user gave tell them
     # apart, or a number does (photo_restored.png, photo_2_restored.png).
@@ -224,7 +228,11 @@ def restore_files(
         restored = restore(rgb, model, tile, TILE_OVERLAP, report=report)
         seconds = time.perf_counter() - start
         out_path = out_dir / out_name
-        save_image(out_path, restored, alpha)
+        try:
+            save_image(out_path, restored, alpha)
+        except OutputError as error:  # the server's temporary folder is full or gone
+            messages.append(f"{path.name}: {error}")
+            continue
         pairs.append((rgb, restored))
         outputs.append(out_path)
         tiles = f", tiles of {report['tile']} ({report['tile_reason']})" if report["tile"] else ""

@@ -44,6 +44,7 @@ from utils.checkpoint import (
 from utils.cli import ArgumentParser
 from utils.image_files import distinct_names, find_inputs, image_mode
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image_alpha
+from utils.outputs import OutputError, check_writable_folder, writing
 from utils.precision import PRECISIONS, warn_if_slow_precision
 from utils.restore import resolve_device, restore
 from utils.tiling import add_tile_arguments, check_tile, check_tile_arguments
@@ -117,16 +118,17 @@ def save_result(path: Path, rgb: np.ndarray, alpha: np.ndarray | None, grayscale
 def save_png_atomic(image: Image.Image, path: Path) -> None:
     """Write beside ``path`` and rename over it, so an interrupted run never leaves a
     truncated PNG that looks like a result."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                image.save(f, format="PNG")
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def restore_file(path: Path, out_path: Path, model, args: argparse.Namespace) -> None:
@@ -152,7 +154,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         device = resolve_device(args.device)
         inputs = find_inputs(args.test_path)
-    except (ValueError, FileNotFoundError) as error:
+        check_writable_folder(args.output_path, "--output_path")  # before the model loads
+    except (ValueError, FileNotFoundError, OutputError) as error:
         logger.error("%s", error)
         return EXIT_SETUP
     if not inputs:
@@ -196,8 +199,8 @@ def main(args: argparse.Namespace) -> int:
             logger.error("skipped %s", error)
             failed.append(path)
             continue
-        except OSError as error:  # unwritable output folder, disk full
-            logger.error("skipped %s: cannot write %s (%s)", path, out_path, error)
+        except OutputError as error:  # disk full, a folder removed mid-run
+            logger.error("skipped %s: %s", path, error)
             failed.append(path)
             continue
         logger.info("%s -> %s (%.2f s)", path, out_path, time.perf_counter() - start)

@@ -39,6 +39,7 @@ from utils.checkpoint import trained_types
 from utils.cli import N_BLOCKS, N_FEATS, N_GROUPS, SEED, ArgumentParser, Range
 from utils.image_files import image_to_array, list_images, read_image
 from utils.optional import exit_missing_package
+from utils.outputs import OutputError, check_writable_file, writing
 
 try:
     import onnx
@@ -255,14 +256,15 @@ def main(args: argparse.Namespace) -> int:
     """Export (unless --check) and check; returns the exit code (0 ok, 1 mismatch, 2 setup)."""
     try:
         sizes = [parse_size(s) for s in args.sizes]
+        if args.check is None:  # before the model is built and exported
+            check_writable_file(args.output, "--output")
         model = build_model(args)
-    except (ValueError, RuntimeError, FileNotFoundError) as error:
+    except (ValueError, RuntimeError, OSError) as error:
         logger.error("%s", error)
         return EXIT_SETUP
     path = args.check
     if path is None:
         path = args.output
-        path.parent.mkdir(parents=True, exist_ok=True)
         metadata = {
             "model": "AirNet (CVPR 2022), inference graph: CBDE query encoder + DGRN",
             "source": str(args.ckpt) if args.ckpt else f"random weights, seed {args.seed}",
@@ -273,7 +275,12 @@ def main(args: argparse.Namespace) -> int:
         types = trained_types(args.ckpt) if args.ckpt else None
         if types:  # decision 5: the export says what the weights were trained on
             metadata["de_type"] = json.dumps(types)
-        export_onnx(model, path, args.opset, metadata)
+        try:
+            with writing(path):
+                export_onnx(model, path, args.opset, metadata)
+        except OutputError as error:  # disk full, a folder removed while exporting
+            logger.error("%s", error)
+            return EXIT_SETUP
     elif not path.is_file():
         logger.error("%s: ONNX file not found", path)
         return EXIT_SETUP

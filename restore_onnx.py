@@ -35,6 +35,7 @@ from utils.image_files import (
     save_image,
 )
 from utils.optional import exit_missing_package
+from utils.outputs import OutputError, check_writable_folder
 from utils.tiling import (
     Box,
     add_tile_arguments,
@@ -154,7 +155,8 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_SETUP
     try:
         inputs = find_inputs(args.input)
-    except FileNotFoundError as error:
+        check_writable_folder(args.output, "--output")  # before the model loads
+    except (FileNotFoundError, OutputError) as error:
         logger.error("%s", error)
         return EXIT_SETUP
     if not inputs:
@@ -186,7 +188,12 @@ def main(args: argparse.Namespace) -> int:
             logger.error("skipped %s", error)
             failed.append(path)
             continue
-        save_image(out_path, restore_array(session, rgb, args.tile, args.tile_overlap), alpha)
+        try:
+            save_image(out_path, restore_array(session, rgb, args.tile, args.tile_overlap), alpha)
+        except OutputError as error:  # disk full, a folder removed mid-run
+            logger.error("skipped %s: %s", path, error)
+            failed.append(path)
+            continue
         written += 1
         logger.info("%s -> %s (%.2f s)", path, out_path, time.perf_counter() - start)
     logger.info("restored %d of %d image(s) into %s", written, len(inputs), args.output)

@@ -75,6 +75,7 @@ from utils.eval_dataset import (
 from utils.image_files import distinct_names
 from utils.image_io import ImageReadError, image_to_tensor, read_image, save_image, tensor_to_image
 from utils.metrics import psnr, ssim
+from utils.outputs import OutputError, check_writable_folder, writing
 from utils.precision import PRECISIONS, warn_if_slow_precision
 from utils.progress import bars_wanted
 from utils.restore import resolve_device, restore_tensor
@@ -624,15 +625,16 @@ def write_summary(
 def write_text_atomic(path: Path, text: str) -> None:
     """Write beside ``path``, then rename over it: readers see the old file or the whole new
     one, never a truncated one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", newline="") as f:
+                f.write(text)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def evaluate_all(
@@ -644,7 +646,7 @@ def evaluate_all(
     final = args.output_path / "results.csv"
     partial = final.with_name(final.name + ".partial")
     summaries = []
-    with open(partial, "w", newline="") as csv_file:
+    with writing(partial), open(partial, "w", newline="") as csv_file:
         rows = csv.DictWriter(csv_file, fieldnames=CSV_FIELDS)
         rows.writeheader()
         with logging_redirect_tqdm():  # log lines do not break the progress bars
@@ -653,7 +655,8 @@ def evaluate_all(
                     result = evaluate_set(model, test_set, sigma, args, rows, skipped)
                     summaries.append(result.summary())
                     csv_file.flush()
-    os.replace(partial, final)
+    with writing(final):
+        os.replace(partial, final)
     return summaries
 
 
@@ -683,6 +686,17 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as error:  # main() called without parse_args()
         logger.error("argument --tile/--tile_overlap: %s", error)
         return EXIT_SETUP
+    try:  # before any work
+        check_writable_folder(args.output_path, "--output_path")
+    except OutputError as error:
+        logger.error("%s", error)
+        return EXIT_SETUP
+    return evaluate(args, ckpt, which)
+
+
+def evaluate(args: argparse.Namespace, ckpt: Path, which: str) -> int:
+    """Load the model and the sets, score them and write the results into --output_path;
+    returns the exit code."""
     try:
         device = resolve_device(args.device)
         sets = find_sets(args)
@@ -712,8 +726,8 @@ def main(args: argparse.Namespace) -> int:
         average = task_average(summaries, MODE_TASKS[args.mode]) if five_tasks else None
         summary_path = args.output_path / "summary.json"
         write_summary(summary_path, args, ckpt, device, summaries, skipped, types, average)
-    except OSError as error:  # unwritable output folder, disk full
-        logger.error("cannot write the results in %s: %s", args.output_path, error)
+    except OutputError as error:  # disk full, a folder removed: one line naming the file
+        logger.error("cannot write the results: %s", error)
         return EXIT_SETUP
     print(format_table(summaries, average))
     print(f"skipped files: {len(skipped)}" + (" (listed in summary.json)" if skipped else ""))

@@ -54,10 +54,12 @@ from utils.distributed import (
     all_reduce_max,
     all_reduce_mean,
     barrier,
+    broadcast_from_main,
     cleanup_distributed,
     init_distributed,
 )
 from utils.ema import WeightAverage
+from utils.outputs import OutputError, check_writable_folder
 from utils.precision import PRECISIONS, needs_grad_scaler, warn_if_slow_precision
 from utils.progress import bars_wanted, format_values
 from utils.run_log import RunLog, log_validation
@@ -97,6 +99,7 @@ logger = logging.getLogger("train")
 
 TRAIN_CHECKPOINT = "airnet_last_train.pth"
 CONTRAST_WEIGHT = 0.1  # phase 2: L1 + 0.1 * contrastive loss
+OUTPUT_FLAGS = ("ckpt_path", "log_dir", "output_path")  # the folders a run writes
 
 
 EXIT_FAILED, EXIT_SETUP = 1, 2  # docs/errors.md's table of exit codes
@@ -416,9 +419,47 @@ def main(args: argparse.Namespace) -> TrainResult:
     except (ValueError, RuntimeError) as error:  # an unknown or absent device
         raise SetupError(str(error).splitlines()[0]) from error
     try:
+        claim_outputs(args, info)
         return train(args, info, device)
     finally:
         cleanup_distributed()
+
+
+def claim_outputs(args: argparse.Namespace, info: DistInfo) -> None:
+    """Before any work, rank 0 checks by a real write that every output folder can be
+    written (utils/outputs.py); every process gets rank 0's verdict, so all of them stop
+    together.
+
+    Raises:
+        SetupError: one line naming the flag and the folder (exit 2).
+    """
+    error = None
+    if info.is_main:
+        try:
+            for name in OUTPUT_FLAGS:
+                check_writable_folder(getattr(args, name), f"--{name}")
+        except OutputError as refused:
+            error = str(refused)
+    error = broadcast_from_main(error, info)
+    if error:
+        raise SetupError(error)
+
+
+def check_reference_weights(args: argparse.Namespace) -> None:
+    """--reference_weights is read at the first validation: say now when it cannot be read.
+
+    Raises:
+        SetupError: the file is missing, a folder, or unreadable (one line, exit 2).
+    """
+    if not (args.reference_weights and args.val_every):
+        return
+    path = Path(args.reference_weights)
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as error:
+        reason = "no such file" if isinstance(error, FileNotFoundError) else error.strerror
+        raise SetupError(f"--reference_weights {path}: cannot read it ({reason})") from error
 
 
 def optimizer_step(
@@ -627,6 +668,7 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
         resume_path = resolve_checkpoint(args.resume)
         checkpoint = load_training_checkpoint(resume_path, args, info.world_size)
         logger.info("resuming from %s", resume_path)
+    check_reference_weights(args)  # after the checkpoint, which may name it (decision 6)
     init_state = read_init_weights(args) if args.init_from else None
     warn_if_slow_precision(args.precision, device)
     if args.queue_size is None:
@@ -814,6 +856,9 @@ def cli() -> None:
     except (FileNotFoundError, CheckpointError, SetupError) as error:  # cannot start
         logger.error("%s", error)
         raise SystemExit(EXIT_SETUP) from None
+    except OutputError as error:  # a write failed mid-run (disk full, folder gone)
+        logger.error("%s; stopping (the checkpoints written before stay as they were)", error)
+        raise SystemExit(EXIT_FAILED) from None
     if result.interrupted:  # saved and resumable, but not finished: say so to the caller
         raise SystemExit(128 + signal.Signals[result.interrupted].value)
 

@@ -43,6 +43,7 @@ from utils.checkpoint import (  # noqa: E402
     trained_types,
 )
 from utils.cli import ArgumentParser  # noqa: E402
+from utils.outputs import check_writable_file  # noqa: E402
 from utils.train_dataset import (  # noqa: E402
     CLEAN,
     TYPE_FOLDERS,
@@ -165,8 +166,9 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(2) from None
     else:
         try:
+            check_writable_file(args.output, "--output")  # before the files are read
             average_files(args.ckpts, args.output)
-        except (ValueError, CheckpointError, FileNotFoundError) as error:
+        except (ValueError, CheckpointError, OSError) as error:
             print(f"error: {error}", file=sys.stderr)  # a missing file, sizes that differ
             raise SystemExit(2) from None
         print(f"{args.output}: the average of {len(args.ckpts)} files")

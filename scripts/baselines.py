@@ -29,6 +29,7 @@ from utils.eval_dataset import LayoutError, find_dehaze_sets, find_denoise_sets 
 from utils.image_io import ImageReadError, read_image  # noqa: E402
 from utils.metrics import psnr, ssim  # noqa: E402
 from utils.optional import require  # noqa: E402
+from utils.outputs import OutputError, check_writable_file, writing  # noqa: E402
 from utils.synthetic import box_blur  # noqa: E402
 
 
@@ -120,10 +121,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.denoise_path:  # before the dehazing runs, not after
         require("bm3d", "requirements-tools.txt")
     try:
+        if args.output:  # before hours of BM3D
+            check_writable_file(args.output, "--output")
         results = run_dcp(args.dehaze_path) if args.dehaze_path else []
         if args.denoise_path:
             results += run_cbm3d(args.denoise_path, args.sigmas, args.images, args.seed)
-    except (LayoutError, ImageReadError) as error:  # a missing folder, an unreadable image
+    except (LayoutError, ImageReadError, OutputError) as error:  # a missing folder, a bad file
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     print(f"{'set':<14} {'method / task':<20} {'PSNR':>7} {'SSIM':>7} {'in PSNR':>8} {'images':>6}")
@@ -133,7 +136,12 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['input_psnr']:>8.2f} {r['images']:>6d}"
         )
     if args.output:
-        args.output.write_text(json.dumps(results, indent=2) + "\n")
+        try:
+            with writing(args.output):
+                args.output.write_text(json.dumps(results, indent=2) + "\n")
+        except OutputError as error:  # the disk filled up meanwhile
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from utils.cli import ArgumentParser, Range  # noqa: E402
+from utils.outputs import OutputError, check_writable_file  # noqa: E402
 
 CHROMIUM_FLAGS = (
     "--headless",
@@ -170,6 +171,11 @@ def check_page(driver: webdriver.Chrome, url: str, args: argparse.Namespace) -> 
 
 
 def main(args: argparse.Namespace) -> int:
+    try:
+        check_writable_file(args.screenshot, "--screenshot")
+    except OutputError as error:
+        print(error, file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory(prefix="browser_check_") as tmp:
         tmp = Path(tmp)
         ckpt = args.ckpt or tiny_checkpoint(tmp)

@@ -34,6 +34,7 @@ from utils.eval_dataset import (  # noqa: E402
 )
 from utils.image_io import ImageReadError, read_image  # noqa: E402
 from utils.optional import require  # noqa: E402
+from utils.outputs import OutputError, check_writable_file  # noqa: E402
 
 
 def read_stages(logs: list[Path], starts: list[int]) -> list[dict]:
@@ -188,6 +189,11 @@ def main() -> None:
     )
     strip.add_argument("--output", type=Path, required=True)
     args = parser.parse_args()
+    try:
+        check_writable_file(args.output, "--output")
+    except OutputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     if args.what == "curve":
         starts = args.start or [0] * len(args.log)
         if len(starts) != len(args.log):

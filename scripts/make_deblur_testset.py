@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from utils.cli import SEED, ArgumentParser  # noqa: E402
 from utils.image_files import ImageReadError, list_images, read_image, save_image  # noqa: E402
+from utils.outputs import check_writable_folder  # noqa: E402
 from utils.synthetic import blur_image, motion_kernel  # noqa: E402
 
 PROXY = (
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=SEED, default=0, help="keep 0: the published set")
     args = parser.parse_args(argv)
     try:
+        check_writable_folder(args.output, "--output")
         count = write_testset(args.clean_dir, args.output, args.seed)
     except (FileNotFoundError, ImageReadError, OSError) as error:
         print(f"make_deblur_testset.py: {error}", file=sys.stderr)

@@ -45,6 +45,7 @@ from utils.checkpoint import (  # noqa: E402
     save_safetensors_atomic,
 )
 from utils.cli import ArgumentParser  # noqa: E402
+from utils.outputs import check_writable_folder  # noqa: E402
 
 EXIT_OK, EXIT_MISMATCH, EXIT_SETUP = 0, 1, 2
 TAGS = [
@@ -238,11 +239,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.card}: model card not found", file=sys.stderr)
         return EXIT_SETUP
     try:
+        check_writable_folder(args.output, "--output")
         write_folder(args.ckpt, args.card, args.output, args.de_type, args.name or args.output.name)
     except CardError as error:
         print(f"{args.card}: {error}", file=sys.stderr)
         return EXIT_SETUP
-    except (CheckpointError, FileNotFoundError, ValueError) as error:
+    except (CheckpointError, OSError, ValueError) as error:
         print(error, file=sys.stderr)
         return EXIT_SETUP
     if not outputs_match(args.ckpt, args.output):

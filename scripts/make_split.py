@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from utils.cli import SEED, ArgumentParser, Range  # noqa: E402
 from utils.fingerprints import digests_of_test_sets, find_test_content  # noqa: E402
 from utils.image_files import ImageReadError, list_images, read_image, save_image  # noqa: E402
+from utils.outputs import check_writable_folder  # noqa: E402
 from utils.pairing import LayoutError, Pair, PairScan, find_pairs  # noqa: E402
 from utils.synthetic import add_haze, motion_blur, random_haze_parameters  # noqa: E402
 
@@ -231,6 +232,7 @@ def exclude_test_content(images: list[Path], test_folders: list[Path], output: P
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_writable_folder(args.output, "--output")
         clean = list_images(args.clean_dir)
         if not clean:
             raise FileNotFoundError(f"--clean_dir {args.clean_dir}: no images")

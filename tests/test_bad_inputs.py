@@ -239,7 +239,7 @@ def test_demo_disk_full_is_one_line_per_image_and_leaves_no_partial_file(tmp_pat
         patch.setattr(demo.os, "replace", disk_full)
         assert demo.main(demo.build_parser().parse_args(argv)) == 1
     for name in ("a.png", "b.png"):
-        assert f"skipped {tmp_path / name}: cannot write" in caplog.text
+        assert f"skipped {tmp_path / name}: {tmp_path / 'out' / name}: cannot write" in caplog.text
     assert "No space left on device" in caplog.text
     assert list((tmp_path / "out").iterdir()) == []  # no temporary or truncated file left
 

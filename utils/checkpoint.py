@@ -22,6 +22,7 @@ last good file.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -36,6 +37,8 @@ from pathlib import Path, PurePath
 from typing import IO, Any
 
 import torch
+
+from utils.outputs import writing
 
 MODEL_KWARGS = ("n_feats", "n_groups", "n_blocks")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -68,26 +71,35 @@ class CheckpointError(RuntimeError):
 
 
 def _write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
-    """``write`` into a temporary file in the same folder, then rename it over ``path``."""
+    """``write`` into a temporary file in the same folder, then rename it over ``path``; the
+    file already there stays as it was when that fails (``utils.outputs.OutputError``, one
+    line naming ``path``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes the file private (0600); give it the usual rw-r--r-- of a saved file.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            # mkstemp makes the file private (0600); give it the usual rw-r--r-- of a saved file.
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def save_checkpoint_atomic(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename over ``path``."""
-    _write_atomic(path, lambda f: torch.save(obj, f))
+    """torch.save to a temporary file in the same folder, then rename over ``path``.
+
+    Serialised in memory first: torch's own file writer reports a full disk as a RuntimeError
+    of its C++ internals, a plain write as the OSError that names ``path`` (``OutputError``).
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    _write_atomic(path, lambda f: f.write(buffer.getbuffer()))
 
 
 def safetensors_metadata(

@@ -91,6 +91,16 @@ def all_reduce_max(value: int, info: DistInfo, device: torch.device) -> int:
     return int(tensor.item())
 
 
+def broadcast_from_main(value: object, info: DistInfo) -> object:
+    """Rank 0's ``value`` on every process (``value`` itself when there is one), e.g. the
+    error that stops rank 0 before training, so that every process stops with it."""
+    if not info.distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def barrier(info: DistInfo) -> None:
     if info.distributed:
         dist.barrier()

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from utils.outputs import writing
+
 logger = logging.getLogger(__name__)
 
 # Largest image read: twice PIL's warning threshold (2 x 89.5 MP = 179 MP, where PIL itself
@@ -294,13 +296,18 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def save_image(path: str | Path, rgb: np.ndarray, alpha: np.ndarray | None = None) -> None:
-    """Write uint8 (H, W, 3) RGB, with an optional (H, W) alpha, creating parent folders."""
+    """Write uint8 (H, W, 3) RGB, with an optional (H, W) alpha, creating parent folders.
+
+    Raises:
+        utils.outputs.OutputError: the file cannot be written (one line naming it).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(rgb)
     if alpha is not None:
         image.putalpha(Image.fromarray(alpha))
-    image.save(path)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path)
 
 
 def image_to_array(rgb: np.ndarray) -> np.ndarray:

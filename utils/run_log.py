@@ -11,6 +11,7 @@ import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 
 from utils.image_io import save_image
+from utils.outputs import writing
 from utils.train_dataset import ValidationImage
 
 
@@ -18,10 +19,13 @@ class RunLog:
     """TensorBoard scalars and a JSON-lines file with the same numbers (rank 0 only)."""
 
     def __init__(self, log_dir: Path, args: argparse.Namespace) -> None:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        (log_dir / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
+        self.path = log_dir / "log.jsonl"
+        with writing(log_dir / "args.json"):
+            log_dir.mkdir(parents=True, exist_ok=True)
+            (log_dir / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
         self.writer = SummaryWriter(str(log_dir))
-        self.jsonl = (log_dir / "log.jsonl").open("a")
+        with writing(self.path):
+            self.jsonl = self.path.open("a")
         self.start = time.time()
 
     def write(
@@ -34,8 +38,9 @@ class RunLog:
                 self.writer.add_scalar(f"{kind}/{name}", float(value), step)
         record = {"kind": kind, "step": step, "epoch": epoch, **values}
         record["wall_s"] = round(time.time() - self.start, 2)
-        self.jsonl.write(json.dumps(record) + "\n")
-        self.jsonl.flush()
+        with writing(self.path):
+            self.jsonl.write(json.dumps(record) + "\n")
+            self.jsonl.flush()
 
     def close(self) -> None:
         self.writer.close()
