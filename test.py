@@ -75,7 +75,7 @@ from utils.eval_dataset import (
 from utils.image_files import distinct_names
 from utils.image_io import ImageReadError, image_to_tensor, read_image, save_image, tensor_to_image
 from utils.metrics import psnr, ssim
-from utils.outputs import OutputError, check_writable_folder, writing
+from utils.outputs import FolderLock, OutputError, check_writable_folder, writing
 from utils.precision import PRECISIONS, warn_if_slow_precision
 from utils.progress import bars_wanted
 from utils.restore import resolve_device, restore_tensor
@@ -686,17 +686,21 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as error:  # main() called without parse_args()
         logger.error("argument --tile/--tile_overlap: %s", error)
         return EXIT_SETUP
-    try:  # before any work
-        check_writable_folder(args.output_path, "--output_path")
-    except OutputError as error:
-        logger.error("%s", error)
-        return EXIT_SETUP
-    return evaluate(args, ckpt, which)
+    # Before any work: the folder can be written and no other run writes into it, so its
+    # results.csv and summary.json always come from one run.
+    with FolderLock() as outputs:
+        try:
+            check_writable_folder(args.output_path, "--output_path")
+            outputs.acquire(args.output_path, "--output_path")
+        except OutputError as error:
+            logger.error("%s", error)
+            return EXIT_SETUP
+        return evaluate(args, ckpt, which)
 
 
 def evaluate(args: argparse.Namespace, ckpt: Path, which: str) -> int:
-    """Load the model and the sets, score them and write the results into --output_path;
-    returns the exit code."""
+    """Load the model and the sets, score them and write the results into --output_path
+    (held by ``main``); returns the exit code."""
     try:
         device = resolve_device(args.device)
         sets = find_sets(args)

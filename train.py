@@ -59,7 +59,7 @@ from utils.distributed import (
     init_distributed,
 )
 from utils.ema import WeightAverage
-from utils.outputs import OutputError, check_writable_folder
+from utils.outputs import FolderLock, OutputError, check_writable_folder
 from utils.precision import PRECISIONS, needs_grad_scaler, warn_if_slow_precision
 from utils.progress import bars_wanted, format_values
 from utils.run_log import RunLog, log_validation
@@ -419,16 +419,17 @@ def main(args: argparse.Namespace) -> TrainResult:
     except (ValueError, RuntimeError) as error:  # an unknown or absent device
         raise SetupError(str(error).splitlines()[0]) from error
     try:
-        claim_outputs(args, info)
-        return train(args, info, device)
+        with FolderLock() as outputs:
+            claim_outputs(args, info, outputs)
+            return train(args, info, device)
     finally:
         cleanup_distributed()
 
 
-def claim_outputs(args: argparse.Namespace, info: DistInfo) -> None:
+def claim_outputs(args: argparse.Namespace, info: DistInfo, outputs: FolderLock) -> None:
     """Before any work, rank 0 checks by a real write that every output folder can be
-    written (utils/outputs.py); every process gets rank 0's verdict, so all of them stop
-    together.
+    written and holds each one for this run (utils/outputs.py: a second run on a folder in
+    use is refused); every process gets rank 0's verdict, so all of them stop together.
 
     Raises:
         SetupError: one line naming the flag and the folder (exit 2).
@@ -438,6 +439,8 @@ def claim_outputs(args: argparse.Namespace, info: DistInfo) -> None:
         try:
             for name in OUTPUT_FLAGS:
                 check_writable_folder(getattr(args, name), f"--{name}")
+            for name in OUTPUT_FLAGS:
+                outputs.acquire(getattr(args, name), f"--{name}")
         except OutputError as refused:
             error = str(refused)
     error = broadcast_from_main(error, info)
