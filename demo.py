@@ -16,6 +16,8 @@ Odd inputs are handled so (reading is utils.image_io's; writing here):
   ones read as [0, 1], 32-bit integer ones refused (``read_image_alpha``); results are 8-bit
   PNGs;
 - palette images are expanded to RGB (the result is RGB; restored colours leave the palette);
+- an embedded colour profile (Adobe RGB, Display P3) is converted to sRGB on reading, so the
+  result, written in sRGB without a profile, shows the colours the input showed;
 - transparency (RGBA, LA, palette with transparency): the model sees the image composited on
   white and the alpha channel is copied unchanged into the result.
 Unreadable files are reported with their path and skipped; the exit code is then 1.

@@ -1,8 +1,10 @@
 """Image files in and out, with numpy and PIL only (no torch: ``restore_onnx.py`` uses it too).
 
-Every image is read as 8-bit RGB: EXIF orientation applied, grayscale and palette images
+Every image is read as 8-bit sRGB: EXIF orientation applied, grayscale and palette images
 expanded to RGB, deeper images reduced to 8 bits by the depth their header declares (never by
-their values; see ``read_image_alpha``), and alpha composited onto white (``read_image_alpha``
+their values; see ``read_image_alpha``), colours converted from an embedded ICC profile to sRGB
+(``to_srgb``: one rule for every reader, so every writer writes sRGB and no profile), and
+alpha composited onto white (``read_image_alpha``
 returns the alpha channel too, so a demo can put it back). Files that declare more than
 ``MAX_PIXELS`` are refused from their header.
 """
@@ -10,6 +12,7 @@ returns the alpha channel too, so a demo can put it back). Files that declare mo
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import os
 import warnings
@@ -17,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from utils.outputs import writing
 
@@ -232,6 +235,7 @@ def read_image_alpha(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         with _open_checked(path) as image:
             raw_mode = _raw_mode(image)
+            icc_profile = image.info.get("icc_profile")
             frames = getattr(image, "n_frames", 1)
             image = ImageOps.exif_transpose(image)
             image.load()
@@ -243,6 +247,8 @@ def read_image_alpha(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     if image.mode == "P":
         # Only a palette with a transparent entry has an alpha channel worth keeping.
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if icc_profile:
+        image = to_srgb(image, icc_profile, path)
     if image.mode in ("LA", "RGBA", "PA"):
         rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)
         alpha = rgba[..., 3:] / 255.0
@@ -250,6 +256,57 @@ def read_image_alpha(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
         rgb = rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)
         return np.clip(rgb + 0.5, 0, 255).astype(np.uint8), rgba[..., 3].astype(np.uint8)
     return np.asarray(image.convert("RGB"), dtype=np.uint8).copy(), None
+
+
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+# Modes LittleCMS converts from, for the colour space the profile describes (a profile that
+# does not fit the image's mode, e.g. an RGB profile on a grayscale file, is ignored).
+CMS_MODES = {"RGB": "RGB", "L": "L", "CMYK": "CMYK", "1": "L", "LA": "L", "RGBA": "RGB"}
+
+
+@functools.lru_cache(maxsize=16)
+def _srgb_transform(icc_profile: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
+    """The transform from ``icc_profile`` to sRGB for images of ``mode``; None for a profile
+    that is sRGB already. Cached: training reads the same files again and again.
+
+    Raises:
+        ImageCms.PyCMSError, OSError: a profile LittleCMS cannot read or that does not fit.
+    """
+    source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+    if "sRGB" in ImageCms.getProfileDescription(source):
+        return None  # "sRGB IEC61966-2.1" and its kin: the values are sRGB already
+    return ImageCms.buildTransform(source, SRGB, mode, "RGB")
+
+
+@functools.lru_cache(maxsize=1024)
+def _note_profile(path: str, reason: str) -> None:
+    """Warn once per file and process: training reads the same file at every sample."""
+    logger.warning("%s: its colour profile is ignored (%s); colours read as sRGB", path, reason)
+
+
+def to_srgb(image: Image.Image, icc_profile: bytes, path: Path) -> Image.Image:
+    """``image``'s colours converted from its embedded ICC profile (Adobe RGB, Display P3, a
+    camera's) to sRGB, the space the network was trained in and every output is written in:
+    without it a colour-managed viewer shows a photo's colours shifted by about 12 grey
+    levels. An alpha channel is kept as it is; the result is RGB (RGBA with alpha). A profile
+    that cannot be read, or that does not fit the image's mode, is ignored with a warning
+    naming the file (the values are read as sRGB, as before)."""
+    mode = CMS_MODES.get(image.mode)
+    if mode is None:
+        _note_profile(str(path), f"mode {image.mode}")
+        return image
+    try:
+        transform = _srgb_transform(icc_profile, mode)
+    except (ImageCms.PyCMSError, OSError) as error:
+        _note_profile(str(path), str(error).strip() or type(error).__name__)
+        return image
+    if transform is None:
+        return image
+    alpha = image.getchannel("A") if image.mode in ("LA", "RGBA") else None
+    converted = transform.apply(image.convert(mode))
+    if alpha is not None:
+        converted.putalpha(alpha)
+    return converted
 
 
 def check_image(path: str | Path) -> None:
