@@ -61,11 +61,9 @@ class Range:
         self.kind = kind
         self.minimum, self.maximum, self.above, self.below = minimum, maximum, above, below
         self.zero = zero
-        # argparse names the type in some messages ("invalid Range value"): name the kind.
-        self.__name__ = kind.__name__
 
     def describe(self) -> str:
-        """The range in words: ``an integer from 16 to 512``, ``a number > 0 and <= 1``."""
+        """The range in words: ``an integer from 16 to 256``, ``a number > 0 and <= 1``."""
         noun = "an integer" if self.kind is int else "a number"
         if self.minimum is not None and self.maximum is not None:
             text = f"{noun} from {_number(self.minimum)} to {_number(self.maximum)}"
