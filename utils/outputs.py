@@ -2,8 +2,9 @@
 that fails later named in one line.
 
 - ``check_writable_folder`` / ``check_writable_file``: a real test write (a probe file created,
-  written and removed). Permission bits do not stop root, while a read-only mount or a path
-  through a file stops everyone, so only a write tells.
+  written and removed in the folder, or in its nearest existing parent: nothing is created).
+  Permission bits do not stop root, while a read-only mount or a path through a file stops
+  everyone, so only a write tells.
 - ``FolderLock``: ``flock`` on a lock file in each output folder, so that a second run into a
   folder in use is refused. The operating system releases the lock when the process ends,
   however it ends (a crash, SIGKILL), so ``--resume`` after a crash and a new run into a
@@ -32,33 +33,31 @@ class FolderInUseError(OutputError):
     """An output folder that another live run holds."""
 
 
-def _reason(error: OSError, folder: Path) -> str:
-    """Why ``folder`` cannot be written, in words: the file in the way, or the system's
-    reason (read-only file system, permission denied, no space left)."""
-    for part in (*reversed(folder.parents), folder):
-        if part.exists() and not part.is_dir():
-            return f"{part} is a file, not a folder"
-    return error.strerror or str(error)
-
-
 def _write_probe(folder: Path) -> str | None:
-    """Create ``folder`` (with its parents) if needed and write, close and remove a probe
-    file in it; None when that worked, else why not."""
+    """Write, close and remove a probe file in ``folder``, or, while it does not exist, in its
+    nearest existing parent (where it would be created); None when that worked, else why not:
+    the file in the way, or the system's reason (read-only file system, permission denied, no
+    space left)."""
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".airnet-write-test-")
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".airnet-write-test-")
         try:
             os.write(fd, b"0")
         finally:
             os.close(fd)
             os.unlink(probe)
     except OSError as error:
-        return _reason(error, folder)
+        return error.strerror or str(error)
     return None
 
 
 def check_writable_folder(path: str | Path, flag: str) -> None:
-    """Check, by a real write, that the folder ``path`` (created if needed) can be written.
+    """Check, by a real write, that the folder ``path`` can be written, or created and then
+    written; nothing is left behind.
 
     Raises:
         OutputError: ``FLAG PATH: cannot write there (REASON)``: a read-only mount, a path
@@ -71,7 +70,7 @@ def check_writable_folder(path: str | Path, flag: str) -> None:
 
 def check_writable_file(path: str | Path, flag: str) -> None:
     """Check that the file ``path`` can be written: not a folder, and a probe file can be
-    written beside it (its folder created if needed).
+    written beside it (``check_writable_folder``).
 
     Raises:
         OutputError: one line naming ``flag`` and ``path``, as ``check_writable_folder``.
