@@ -35,6 +35,8 @@ import torch  # noqa: E402
 
 from net import AirNet, load_airnet  # noqa: E402
 from utils.checkpoint import (  # noqa: E402
+    TASK_FILES,
+    TASKS,
     describe_trained_types,
     is_hub_reference,
     trained_types,
@@ -74,11 +76,17 @@ class AppError(ValueError):
     """A problem to show the user as it is (its message names the file and the limit)."""
 
 
-def weight_choices(ckpt_dir: Path = CKPT_DIR, extra: list[Path] | None = None) -> list[str]:
-    """Checkpoints offered in the page: ``--ckpt`` files, then ckpt/All.pth, then the other
-    .pth and .safetensors files."""
+def weight_choices(
+    ckpt_dir: Path = CKPT_DIR, extra: list[Path] | None = None, task: str = "all"
+) -> list[str]:
+    """Checkpoints offered in the page, the first the default: ``--ckpt`` files, then the
+    file of ``task`` (official, then ours; utils/checkpoint.TASK_FILES), then the other tasks'
+    files (the all-in-one first), then any other .pth and .safetensors file, by name."""
     files = [*ckpt_dir.glob("*.pth"), *ckpt_dir.glob("*.safetensors")]
-    found = sorted(files, key=lambda p: (p.name != "All.pth", p.name))
+    order = [task, *(other for other in TASKS if other != task)]
+    names = [name for t in order for name in TASK_FILES[t]]
+    rank = {name: index for index, name in enumerate(names)}
+    found = sorted(files, key=lambda p: (rank.get(p.name, len(rank)), p.name))
     paths = [*(extra or []), *found]
     return [*dict.fromkeys(str(p) for p in paths), UPLOADED]
 
@@ -262,7 +270,12 @@ def build_app(choices: list[str]) -> gr.Blocks:
                 files = gr.File(
                     label="Images", file_count="multiple", file_types=["image"], elem_id="images"
                 )
-                choice = gr.Dropdown(choices, value=choices[0], label="Weights")
+                choice = gr.Dropdown(
+                    choices,
+                    value=choices[0],
+                    label="Weights (all-in-one for unknown or mixed degradations; a task's "
+                    "one-by-one file when you know what is wrong)",
+                )
                 upload = gr.File(
                     label="Checkpoint (.pth or .safetensors), with 'uploaded checkpoint'"
                 )
@@ -302,13 +315,20 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--ckpt", type=Path, action="append", help="offer this checkpoint too")
+    parser.add_argument(
+        "--task",
+        choices=TASKS,
+        default="all",
+        help="the weights selected first: 'all' (the all-in-one: unknown or mixed "
+        "degradations) or the one-by-one file of a task you know (denoise, derain, dehaze)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=7860, help="port")
     return parser
 
 
 def main(args: argparse.Namespace) -> None:
-    choices = weight_choices(CKPT_DIR, args.ckpt)
+    choices = weight_choices(CKPT_DIR, args.ckpt, args.task)
     logger.info("weights offered: %s", ", ".join(choices))
     try:
         build_app(choices).launch(

@@ -36,9 +36,10 @@ from PIL import Image
 
 from net import load_airnet
 from utils.checkpoint import (
-    default_checkpoint,
+    TASKS,
     describe_trained_types,
     is_hub_reference,
+    task_checkpoint,
     trained_types,
 )
 from utils.image_files import distinct_names, find_inputs, image_mode
@@ -49,7 +50,6 @@ from utils.tiling import add_tile_arguments, check_tile, check_tile_arguments
 
 logger = logging.getLogger("demo")
 
-DEFAULT_CKPT = Path("ckpt/All.pth")
 GRAYSCALE_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 COMPARE_GAP = 8
 EXIT_OK, EXIT_FAILED, EXIT_SETUP = 0, 1, 2
@@ -66,12 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output_path", type=Path, default="output/demo", help="where the restored PNGs go"
     )
-    parser.add_argument(
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument(
         "--ckpt",
         type=Path,
         default=None,
-        help=f"checkpoint (official or ours); default {DEFAULT_CKPT} where present, else the "
-        "weights shipped in ckpt/ (trained by this repository, not the paper's)",
+        help="checkpoint (official or ours); default: the file of --task",
+    )
+    weights.add_argument(
+        "--task",
+        choices=TASKS,
+        default="all",
+        help="which file restores: 'all' (the all-in-one: mixed folders, or when you do not "
+        "know what is wrong with the photo) or, when you know, the one-by-one file trained on "
+        "that task alone (denoise, derain, dehaze), which restores it better. Official "
+        "ckpt/All.pth, Denoise.pth, ... where present, else ours in ckpt/ (trained by this "
+        "repository, not the paper's; a task whose file does not ship uses the all-in-one)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     add_tile_arguments(parser)
@@ -160,7 +170,7 @@ def main(args: argparse.Namespace) -> int:
         )
         return EXIT_SETUP
     if args.ckpt is None:
-        ckpt, which = default_checkpoint(DEFAULT_CKPT)
+        ckpt, which = task_checkpoint(args.task)
     else:
         ckpt, which = args.ckpt, "--ckpt"
     if not (ckpt.exists() or is_hub_reference(ckpt)):  # a file, a Hub folder or hf://

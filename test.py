@@ -102,6 +102,8 @@ DEFAULT_CKPT = {
     3: "ckpt/All.pth",
     FIVE_TASKS: "ckpt/All.pth",  # no official five-task file exists; the log names its types
 }
+# The task whose file of ours stands in for the official one (utils/checkpoint.TASK_FILES)
+MODE_TASK_FILE = {0: "denoise", 1: "derain", 2: "dehaze", 3: "all", FIVE_TASKS: "all"}
 SAMPLE_DATA = {  # the tiny samples in data/test/, defaults of modes 0-3
     "denoise": "data/test/denoise",
     "derain": "data/test/derain",
@@ -140,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="checkpoint (official or ours); default by mode: "
         + ", ".join(f"{m}: {p}" for m, p in DEFAULT_CKPT.items())
-        + ", where present, else the weights shipped in ckpt/",
+        + ", where present, else ours in ckpt/: in modes 0-2 the one-by-one file of the "
+        "task where it ships (each trained on that task alone: the better choice when you "
+        "know the degradation), else the all-in-one file",
     )
     sample = "; default in modes 0-3: {}, required in mode 4"
     parser.add_argument(
@@ -674,7 +678,7 @@ def main(args: argparse.Namespace) -> int:
         logger.error("%s", missing_paths_message(missing))
         return EXIT_SETUP
     if args.ckpt is None:
-        ckpt, which = default_checkpoint(DEFAULT_CKPT[args.mode])
+        ckpt, which = default_checkpoint(DEFAULT_CKPT[args.mode], MODE_TASK_FILE[args.mode])
     else:
         ckpt, which = args.ckpt, "--ckpt"
     try:

@@ -42,6 +42,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # Weights trained by this repository's train.py (ckpt/MODEL_CARD.md), not the paper's.
 SHIPPED_WEIGHTS = REPO_ROOT / "ckpt" / "airnet-small-repo-trained.safetensors"
 SHIPPED_DESCRIPTION = "weights trained by this repository (not the paper's; ckpt/MODEL_CARD.md)"
+# The tasks a user can pick a file for, as the official release ships them: the all-in-one
+# file and one-by-one files, each trained on one task. Task -> (official name, our file's name
+# in ckpt/, beside SHIPPED_WEIGHTS).
+TASK_FILES = {
+    "all": ("All.pth", SHIPPED_WEIGHTS.name),
+    "denoise": ("Denoise.pth", "airnet-small-denoise-repo-trained.safetensors"),
+    "derain": ("Derain.pth", "airnet-small-derain-repo-trained.safetensors"),
+    "dehaze": ("Dehaze.pth", "airnet-small-dehaze-repo-trained.safetensors"),
+}
+TASKS = tuple(TASK_FILES)
 
 HUB_WEIGHTS, HUB_CONFIG = "model.safetensors", "config.json"  # a Hub folder holds both
 HUB_PREFIX = "hf://"
@@ -538,10 +548,34 @@ def save_weights_as(
         save_checkpoint_atomic(state_dict, path)
 
 
-def default_checkpoint(official: str | Path) -> tuple[Path, str]:
-    """(file, description): the official ``official`` file when present (in the current
-    folder, else in this repository), otherwise the weights shipped in ckpt/."""
+def default_checkpoint(official: str | Path, task: str = "all") -> tuple[Path, str]:
+    """(file, description) for ``task`` (one of ``TASKS``): the official ``official`` file
+    when present (in the current folder, else in this repository); else our file for the task
+    in ckpt/ when it ships; else our all-in-one file (said in the description).
+
+    Raises:
+        KeyError: an unknown ``task``.
+    """
+    ours = shipped_file(task)
     for candidate in (Path(official), REPO_ROOT / official):
         if candidate.is_file():
             return candidate, "official weights"
-    return SHIPPED_WEIGHTS, SHIPPED_DESCRIPTION
+    if ours.is_file():
+        return ours, SHIPPED_DESCRIPTION
+    fallback = f"no {task} file in ckpt/, the all-in-one file: {SHIPPED_DESCRIPTION}"
+    return SHIPPED_WEIGHTS, fallback
+
+
+def shipped_file(task: str) -> Path:
+    """Our file for ``task`` in ckpt/ (it may not ship yet: check ``is_file``).
+
+    Raises:
+        KeyError: an unknown ``task``.
+    """
+    name = TASK_FILES[task][1]
+    return SHIPPED_WEIGHTS if task == "all" else SHIPPED_WEIGHTS.parent / name
+
+
+def task_checkpoint(task: str) -> tuple[Path, str]:
+    """``default_checkpoint`` for a task by name: ckpt/<official name> first, then ours."""
+    return default_checkpoint(Path("ckpt") / TASK_FILES[task][0], task)
