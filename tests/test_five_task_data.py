@@ -213,3 +213,52 @@ def test_lol_baseline_recovers_a_known_curve(tmp_path, capsys):
     )
     message = capsys.readouterr().err.strip()
     assert len(message.splitlines()) == 1 and str(missing) in message
+
+
+def test_exclude_test_leaves_out_training_images_with_a_test_image_s_pixels(tmp_path, clean_dir):
+    """Decision 13: a clean photo whose decoded pixels are a test target's (in another
+    container: same pixels) and a rain pair whose background is a test image are left out of
+    train and val, and listed; a near copy (one value off) is not test content."""
+    photo = np.asarray(Image.open(clean_dir / "p3.png"))
+    test = tmp_path / "Rain100L_test"
+    (test / "target").mkdir(parents=True)
+    Image.fromarray(photo).save(test / "target" / "1.bmp")
+    write(test / "input" / "1.png", 200)
+    near = photo.copy()
+    near[0, 0, 0] ^= 1
+    Image.fromarray(near).save(clean_dir / "near.png")
+    for index in range(4):
+        write(tmp_path / "rain/rainy" / f"rain-{index}.png", index)
+        write(tmp_path / "rain/gt" / f"norain-{index}.png", 10 + index)
+    Image.fromarray(photo).save(tmp_path / "rain/gt/norain-0.png")  # background = test image
+    code, output = split(
+        tmp_path,
+        "--derain_dir", str(tmp_path / "rain"), "--val_derain", "1",
+        "--exclude_test", str(test),
+    )  # fmt: skip
+    assert code == 0
+    kept = {p.name for part in ("train", "val") for p in (output / part / "denoise").iterdir()}
+    assert kept == {"p0.png", "p1.png", "p2.png", "p4.png", "p5.png", "near.png"}
+    rain = find_pairs("derain", output / "train/derain").pairs
+    rain += find_pairs("derain", output / "val/derain", "val").pairs
+    names = sorted(p.degraded.resolve().name for p in rain)
+    assert names == ["rain-1.png", "rain-2.png", "rain-3.png"]
+    listed = (output / "excluded_test_content.txt").read_text().splitlines()
+    assert sorted(Path(line.split("\t")[0]).name for line in listed) == ["norain-0.png", "p3.png"]
+    assert all(line.endswith("target/1.bmp") for line in listed)
+
+
+def test_validation_haze_names_its_parameters_and_is_seeded(tmp_path, clean_dir):
+    code, output = split(tmp_path)
+    assert code == 0
+    hazy = sorted((output / "val/dehaze/input").iterdir())
+    assert len(hazy) == 2
+    for path in hazy:  # <stem>_<A>_<beta>.png, RESIDE's naming, within OTS's grid
+        stem, atmosphere, beta = path.stem.rsplit("_", 2)
+        assert 0.8 <= float(atmosphere) <= 1.0 and 0.04 <= float(beta) <= 0.2
+        assert (output / "val/dehaze/target" / f"{stem}.png").is_file()
+    argv = ["--clean_dir", str(clean_dir), "--output", str(tmp_path / "again"), "--val_clean", "2"]
+    assert make_split.main(argv) == 0
+    again = sorted((tmp_path / "again/val/dehaze/input").iterdir())
+    assert [p.name for p in again] == [p.name for p in hazy]
+    assert all(digest(a) == digest(b) for a, b in zip(again, hazy, strict=True))
