@@ -22,7 +22,7 @@ positive per query, L is the cross-entropy of that positive: InfoNCE on the same
 The paper's objective never says which patches share a degradation: another image of the same
 degradation is a negative like any other key. Supervised contrast uses the type that the
 training data knows and asks the embedding to group by it. Only training changes: the encoder's
-architecture, its eval forward and the exported weights are the paper's.
+architecture, its eval forward and the exported files' keys are the paper's.
 """
 
 from __future__ import annotations
