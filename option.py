@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.config import ConfigError, config_to_argv, read_config
+from utils.encoder_loss import ENCODER_LOSSES
 from utils.pairing import describe_layouts
 from utils.task_loss import LOSS_WEIGHTINGS
 from utils.train_dataset import SYNTHESIS, TYPE_FOLDERS, folder_flag
@@ -221,6 +222,15 @@ def get_parser() -> argparse.ArgumentParser:
         "(utils/task_loss.py); training only",
     )
     run.add_argument(
+        "--encoder_loss",
+        choices=ENCODER_LOSSES,
+        default="moco",
+        help="the encoder's contrastive objective: moco = MoCo's InfoNCE, the positive is the "
+        "other crop of the same image (the paper); supcon = supervised contrast over MoCo's "
+        "queue (Khosla et al., NeurIPS 2020): every key of the same degradation type is a "
+        "positive (utils/encoder_loss.py); training only, inference and exports unchanged",
+    )
+    run.add_argument(
         "--tur_floor",
         type=float,
         default=0.01,
@@ -298,8 +308,11 @@ def get_parser() -> argparse.ArgumentParser:
 # checkpoint (on --resume) < --config file < command line; a parser default never counts.
 FROM_CHECKPOINT = (  # they fix the model and the data stream: always the checkpoint's
     "n_feats", "n_groups", "n_blocks", "de_type", "batch_size", "epoch_size", "patch_size",
-    "seed", "queue_size", "synthetic", "loss_weighting", "tur_floor",
+    "seed", "queue_size", "synthetic", "loss_weighting", "tur_floor", "encoder_loss",
 )  # fmt: skip
+# What a checkpoint written before a flag of FROM_CHECKPOINT existed trained with, where the
+# parsed value must not replace it: such a checkpoint resumes as it was trained.
+BEFORE_THE_FLAG = {"encoder_loss": "moco"}
 FROM_CHECKPOINT_UNLESS_GIVEN = (  # the schedule, cadences and data: given again, they win
     "epochs", "epochs_encoder", "lr", "ema_decay", "precision", "val_every", "val_images",
     "val_crop", "checkpoint_every_minutes", "checkpoint_every_steps", "save_every",
@@ -389,12 +402,14 @@ def apply_checkpoint_settings(
     Returns (taken, ignored): the settings taken from the checkpoint that differ from the
     parser's, and those given again with another value but fixed by the checkpoint (the
     caller logs each group in one line). A key the checkpoint lacks (written before a flag
-    existed) keeps the parsed value, so old checkpoints still resume.
+    existed) keeps the parsed value, so old checkpoints still resume; the keys of
+    BEFORE_THE_FLAG take the value such a checkpoint trained with instead.
 
     Raises:
         SettingsError: the completed settings contradict each other.
     """
     given = set(getattr(args, "given", ()))
+    stored = {**BEFORE_THE_FLAG, **stored}
     taken, ignored = {}, {}
     for name in FROM_CHECKPOINT + FROM_CHECKPOINT_UNLESS_GIVEN:
         if name not in stored:

@@ -9,7 +9,8 @@ Fine-tune:      python train.py ... --init_from ckpt/FILE.pth   (fresh optimiser
 Check the data: python train.py ... --check_data   (a table of what training would read; exit 0/2)
 
 Phase 1 (epoch < --epochs_encoder) trains the degradation encoder alone with MoCo's
-contrastive loss; phase 2 trains the whole model with L1(restored, clean) + 0.1 * contrastive.
+contrastive loss (or, with --encoder_loss supcon, supervised contrast over the degradation
+types); phase 2 trains the whole model with L1(restored, clean) + 0.1 * contrastive.
 Files written to --ckpt_path:
     airnet_last_train.pth  everything needed to resume (end of every epoch, at --max_steps, on
                            SIGTERM/Ctrl-C, and mid-epoch every --checkpoint_every_minutes/_steps)
@@ -58,6 +59,7 @@ from utils.distributed import (
     init_distributed,
 )
 from utils.ema import WeightAverage
+from utils.encoder_loss import contrastive_accuracy, contrastive_loss
 from utils.precision import PRECISIONS, needs_grad_scaler, warn_if_slow_precision
 from utils.progress import bars_wanted, format_values
 from utils.run_log import RunLog, log_validation
@@ -347,6 +349,7 @@ def compute_losses(
     type_names: list[str] | None = None,
     tur_floor: float | None = None,
     loss_weighting: str = "none",
+    encoder_loss: str = "moco",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Forward one batch; returns (loss, detached stats: loss, l1, ce, contrast_acc and, in
     phase 2 when ``type_names`` are given, each type's own ``l1/TYPE`` and, with the
@@ -355,20 +358,26 @@ def compute_losses(
     The restoration loss is L1 (the paper); when ``net`` returns per-pixel scales u
     (--loss_weighting tur), the task-balanced loss of utils/task_loss.py floored at
     ``tur_floor``; with ``loss_weighting`` "psnr", the per-patch PSNR loss of the same module.
-    Phase 2 adds 0.1 * contrastive in every case.
+    Phase 2 adds 0.1 * contrastive in every case. The contrastive loss is MoCo's InfoNCE (the
+    paper), or with ``encoder_loss`` "supcon" supervised contrast over the batch's types
+    (utils/encoder_loss.py).
     """
     degraded_1 = batch["degraded_1"].to(device, non_blocking=True)  # (B, 3, P, P) query
     degraded_2 = batch["degraded_2"].to(device, non_blocking=True)  # (B, 3, P, P) key
+    inputs = [degraded_1, degraded_2]
+    if encoder_loss == "supcon":
+        inputs.append(batch["de_type"].to(device, non_blocking=True))  # (B,) type indices
     if encoder_only:
-        _, logits, labels, _ = net(degraded_1, degraded_2)  # (B, 1+K), (B,)
-        ce = F.cross_entropy(logits, labels)
+        # (B, 1+K), (B,); with the types (B, B+K), (B, B+K) bool
+        _, logits, labels, _ = net(*inputs)
+        ce = contrastive_loss(logits, labels)
         l1 = torch.zeros((), device=device)
         loss = ce
     else:
         # (B, 3, P, P), (B, 1+K), (B,) and, with the uncertainty head, u (B, 1, P, P)
-        restored, logits, labels, *uncertainty = net(degraded_1, degraded_2)
+        restored, logits, labels, *uncertainty = net(*inputs)
         clean_1 = batch["clean_1"].to(device, non_blocking=True)
-        ce = F.cross_entropy(logits, labels)
+        ce = contrastive_loss(logits, labels)
         l1 = F.l1_loss(restored.float(), clean_1)
         if uncertainty:
             restoration, per_type = uncertainty_weighted_l1(
@@ -382,8 +391,7 @@ def compute_losses(
             if type_names is not None:
                 per_type = per_type_l1(restored, clean_1, batch["de_type"], type_names)
         loss = restoration + CONTRAST_WEIGHT * ce
-    # Top-1 contrastive accuracy: how often the positive key (index 0) scores highest.
-    accuracy = (logits.argmax(dim=1) == labels).float().mean()
+    accuracy = contrastive_accuracy(logits, labels)  # how often the top key is a positive
     stats = {"loss": loss, "l1": l1, "ce": ce, "contrast_acc": accuracy}
     if not encoder_only:
         stats.update(per_type)
@@ -433,13 +441,14 @@ def optimizer_step(
     type_names: list[str] | None = None,
     tur_floor: float | None = None,
     loss_weighting: str = "none",
+    encoder_loss: str = "moco",
 ) -> dict[str, float]:
     """One step; returns the losses and accuracy averaged over the processes (per-type
     numbers as ``compute_losses`` gives them)."""
     dtype = PRECISIONS[precision]
     with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
         loss, stats = compute_losses(
-            net, batch, encoder_only, device, type_names, tur_floor, loss_weighting
+            net, batch, encoder_only, device, type_names, tur_floor, loss_weighting, encoder_loss
         )
     values = all_reduce_mean(torch.stack(list(stats.values())), info).tolist()
     optimizer.zero_grad(set_to_none=True)
@@ -477,6 +486,7 @@ def train_one_epoch(net: nn.Module, run: Run, position: Position) -> bool:
             list(args.de_type),
             args.tur_floor,
             args.loss_weighting,
+            args.encoder_loss,
         )
         if run.ema is not None:
             run.ema.update(run.model)
@@ -661,6 +671,8 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
     if checkpoint is not None:
         ema_state = checkpoint.get("ema")
         model.load_state_dict(checkpoint["model"])
+        if "queue_types" in checkpoint:  # kept out of the state dict; older files: unknown
+            model.E.E.queue_types.copy_(checkpoint["queue_types"])
         if head is not None:
             head.load_state_dict(checkpoint["loss_head"])
         optimizer.load_state_dict(checkpoint["optimizer"])

@@ -2,14 +2,17 @@
 
     python scripts/average_weights.py validate CKPT... --val_denoise_dir D --val_derain_dir R \\
         --val_dehaze_dir H [--val_deblur_dir B --val_lowlight_dir L] [--de_type ...] \\
-        [--val_images 0 --val_crop 256] [--clean]
+        [--val_images 0 --val_crop 256] [--clean] [--reference SHIPPED]
     python scripts/average_weights.py average CKPT... --output averaged.pth
 
 ``validate`` runs train.py's own validation (utils/validation.py: same images, crops, seeded
-noise and metrics as the ``val`` records of log.jsonl) on each file and prints a markdown row per
-file with the shipping rule's verdict (every type above its input; clean photos, when
-``--clean`` is given, kept within 30 dB and 3 grey levels), so exports of different runs, and
-averages of them, are compared on equal terms. The types are those the first file records
+noise and metrics as the ``val`` records of log.jsonl) on each file and prints a markdown table:
+a row per file with the shipping rule's verdict (decision 14, ``qualifies``: every type above its
+input and, with ``--reference``, no more than 0.05 dB below the shipped file for the role; clean
+photos, when ``--clean`` is given, kept within 30 dB and 3 grey levels), the shipped file's row
+(scored once, on the same images) and the inputs' row, so that each type's column holds the
+export, the shipped file and the input side by side. Exports of different runs, and averages of
+them, are so compared on equal terms. The types are those the first file records
 (``de_type``, decision 5; a five-task export needs ``--val_deblur_dir`` and ``--val_lowlight_dir``),
 or ``--de_type``, or the paper's five.
 
@@ -48,7 +51,7 @@ from utils.train_dataset import (  # noqa: E402
     DataError,
     build_validation_set,
 )
-from utils.validation import validate  # noqa: E402
+from utils.validation import REFERENCE_TOLERANCE, validate  # noqa: E402
 
 KEPT_FROM_LAST = ("E.E.queue",)  # read by training only; an average of queues means nothing
 NOT_OF_THE_AVERAGE = ("qualifies",)  # an export's shipping-rule verdict (utils/validation.py)
@@ -102,23 +105,50 @@ def validation_types(paths: list[Path], args: argparse.Namespace) -> list[str]:
 
 
 def validate_files(paths: list[Path], args: argparse.Namespace) -> None:
-    """Print a markdown row per file: PSNR per type, clean, mean and the shipping rule."""
+    """Print a markdown table of PSNR (dB) per type, clean, mean and the shipping rule: the
+    shipped file's row (``--reference``) first, a row per file, the inputs' row last.
+
+    Raises:
+        DataError: a validation folder the types need is missing or empty.
+        CheckpointError, FileNotFoundError: a file (or the reference) cannot be read.
+    """
     keys = dict.fromkeys(TYPE_FOLDERS.values())
     folders = {key: getattr(args, f"val_{key}_dir") for key in keys}
     types = validation_types(paths, args)
     degradations = [t for t in types if t != CLEAN]
     images = build_validation_set(types, folders, args.val_images, args.val_crop)
+    cpu = torch.device("cpu")
     header = " | ".join(degradations) + (" | clean (dB / grey levels)" if args.clean else "")
     print(f"| file | {header} | mean | qualifies |")
     print("|---|" + "---|" * (len(types) + 2))
+    reference = None
+    if args.reference is not None:  # scored once; every file is judged against it
+        reference, _ = validate(load_airnet(args.reference), images, cpu)
+        cells = psnr_cells(reference, degradations, args.clean)
+        print(markdown_row(f"shipped: {args.reference}", cells, reference["psnr/mean"], "-"))
     for path in paths:
-        metrics, _ = validate(load_airnet(path), images, torch.device("cpu"))
-        cells = [f"{metrics[f'psnr/{t}']:.2f}" for t in degradations]
-        if args.clean:
-            cells.append(f"{metrics['psnr/clean']:.2f} / {metrics['brightness/clean']:.1f}")
+        metrics, _ = validate(load_airnet(path), images, cpu, reference)
+        cells = psnr_cells(metrics, degradations, args.clean)
         verdict = "yes" if metrics["qualifies"] else "no"
-        row = " | ".join(cells)
-        print(f"| {path} | {row} | {metrics['psnr/mean']:.2f} | {verdict} |", flush=True)
+        print(markdown_row(str(path), cells, metrics["psnr/mean"], verdict), flush=True)
+    inputs = [float(metrics[f"input_psnr/{t}"]) for t in degradations]  # the same for every file
+    cells = [f"{value:.2f}" for value in inputs] + (["-"] if args.clean else [])  # clean: itself
+    print(markdown_row("input (degraded)", cells, sum(inputs) / len(inputs), "-"))
+
+
+def psnr_cells(
+    metrics: dict[str, float | bool | None], degradations: list[str], clean: bool
+) -> list[str]:
+    """``validate``'s PSNR (dB) of each type in ``degradations``, then, with ``clean``, the
+    clean photos' PSNR / brightness change (grey levels), as table cells."""
+    cells = [f"{metrics[f'psnr/{t}']:.2f}" for t in degradations]
+    if clean:
+        cells.append(f"{metrics['psnr/clean']:.2f} / {metrics['brightness/clean']:.1f}")
+    return cells
+
+
+def markdown_row(name: str, cells: list[str], mean: float, verdict: str) -> str:
+    return f"| {name} | {' | '.join(cells)} | {mean:.2f} | {verdict} |"
 
 
 def add_validation_arguments(parser: argparse.ArgumentParser, val_images: int) -> None:
@@ -150,6 +180,14 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     val = commands.add_parser("validate", help="PSNR per type on a validation split")
     add_validation_arguments(val, val_images=0)
+    val.add_argument(
+        "--reference",
+        type=Path,
+        metavar="FILE",
+        help="the shipped file for the role (e.g. ckpt/airnet-small-repo-trained.safetensors): "
+        "scored once on the same images and printed beside the files; a file qualifies only "
+        f"when no type is more than {REFERENCE_TOLERANCE} dB below it (decision 14)",
+    )
     avg = commands.add_parser("average", help="uniform average of the weights of exports")
     avg.add_argument("ckpts", nargs="+", type=Path)
     avg.add_argument("--output", type=Path, required=True)

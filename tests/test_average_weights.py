@@ -166,3 +166,69 @@ def test_validate_without_a_needed_folder_is_one_line_exit_2(
     assert stop.value.code == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "--val_deblur_dir" in error
+
+
+def box_filter_export(path: Path, blend: float) -> None:
+    """A tiny export whose output is (1 - blend) * input + blend * its 3x3 box mean, per
+    channel: the head copies RGB into the first channels, every group and the body's last
+    convolution are zero (each adds nothing to its skip), the tail is the filter. Box means
+    remove noise of sigma 50 (blend 1 more than blend 0.5); blend 0 is the input itself."""
+    model = AirNet(**SIZE)
+    with torch.no_grad():
+        for parameter in model.R.parameters():
+            parameter.zero_()
+        for channel in range(3):
+            model.R.head[0].weight[channel, channel, 1, 1] = 1.0
+            model.R.tail[0].weight[channel, channel] = blend / 9
+            model.R.tail[0].weight[channel, channel, 1, 1] += 1.0 - blend
+    export_model(model, argparse.Namespace(**SIZE, de_type=["denoise_50"]), path)
+
+
+def validate_table(argv: list[str], capsys: pytest.CaptureFixture) -> dict[str, list[str]]:
+    """Run ``validate`` on the sigma-50 split; {first cell: the other cells} of each row."""
+    average_weights.main([
+        "validate", *argv,
+        "--val_denoise_dir", str(REPO / "data/test/denoise/CBSD68"),
+        "--val_images", "1", "--val_crop", "32",
+    ])  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| file | denoise_50 | mean | qualifies |"
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_validate_against_the_shipped_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Decision 14 through ``validate --reference``: each type's column holds the export, the
+    shipped file and the input; a shipped file that is better makes an export that beats its
+    input fail, one that is worse leaves it passing."""
+    export, better, worse = tmp_path / "mild.pth", tmp_path / "box.pth", tmp_path / "none.pth"
+    for path, blend in ((export, 0.5), (better, 1.0), (worse, 0.0)):
+        box_filter_export(path, blend)
+    alone = validate_table([str(export)], capsys)
+    assert list(alone) == [str(export), "input (degraded)"]
+    assert alone[str(export)][-1] == "yes"  # above its input, nothing shipped to compare
+    psnr_export, psnr_input = float(alone[str(export)][0]), float(alone["input (degraded)"][0])
+    assert psnr_export > psnr_input
+
+    table = validate_table([str(export), "--reference", str(better)], capsys)
+    assert list(table) == [f"shipped: {better}", str(export), "input (degraded)"]
+    assert float(table[f"shipped: {better}"][0]) > psnr_export + 0.05
+    assert table[str(export)] == alone[str(export)][:-1] + ["no"]
+    assert table["input (degraded)"] == alone["input (degraded)"]
+
+    table = validate_table([str(export), "--reference", str(worse)], capsys)
+    assert float(table[f"shipped: {worse}"][0]) < psnr_export
+    assert table[str(export)][-1] == "yes"
+
+
+def test_validate_with_an_unreadable_reference_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    box_filter_export(tmp_path / "m.pth", 0.5)
+    with pytest.raises(SystemExit) as stop:
+        validate_table(
+            [str(tmp_path / "m.pth"), "--reference", str(tmp_path / "absent.pth")], capsys
+        )
+    assert stop.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "absent.pth" in error
