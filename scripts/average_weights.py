@@ -4,6 +4,8 @@
         --val_dehaze_dir H [--val_deblur_dir B --val_lowlight_dir L] [--de_type ...] \\
         [--val_images 0 --val_crop 256] [--clean] [--reference SHIPPED]
     python scripts/average_weights.py average CKPT... --output averaged.pth
+    python scripts/average_weights.py ship CKPT --output ckpt/NAME.safetensors --version N \
+        [--reference SHIPPED] --val_..._dir ... [--clean]
 
 ``validate`` runs train.py's own validation (utils/validation.py: same images, crops, seeded
 noise and metrics as the ``val`` records of log.jsonl) on each file and prints a markdown table:
@@ -15,6 +17,10 @@ export, the shipped file and the input side by side. Exports of different runs, 
 them, are so compared on equal terms. The types are those the first file records
 (``de_type``, decision 5; a five-task export needs ``--val_deblur_dir`` and ``--val_lowlight_dir``),
 or ``--de_type``, or the paper's five.
+
+``ship`` validates one export the same way and, only when it passes the rule (against
+``--reference``, the file shipped for the role), writes it as safetensors with its size, trained
+types, version, step, verdict and validation PSNR per type in the metadata (decision 4).
 
 ``average`` writes the uniform average of the weights of exports of one model size, in the
 format of the first file (Izmailov et al., "Averaging Weights Leads to Wider Optima and Better
@@ -39,9 +45,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from net import load_airnet  # noqa: E402
 from option import DE_TYPES  # noqa: E402
 from utils.checkpoint import (  # noqa: E402
+    MODEL_KWARGS,
     CheckpointError,
+    infer_model_size,
     load_model_state,
     read_weights,
+    save_safetensors_atomic,
     save_weights_as,
     trained_types,
 )
@@ -51,7 +60,12 @@ from utils.train_dataset import (  # noqa: E402
     DataError,
     build_validation_set,
 )
-from utils.validation import REFERENCE_TOLERANCE, validate  # noqa: E402
+from utils.validation import (  # noqa: E402
+    REFERENCE_TOLERANCE,
+    format_comparison,
+    psnr_by_type,
+    validate,
+)
 
 KEPT_FROM_LAST = ("E.E.queue",)  # read by training only; an average of queues means nothing
 NOT_OF_THE_AVERAGE = ("qualifies",)  # an export's shipping-rule verdict (utils/validation.py)
@@ -136,6 +150,45 @@ def validate_files(paths: list[Path], args: argparse.Namespace) -> None:
     print(markdown_row("input (degraded)", cells, sum(inputs) / len(inputs), "-"))
 
 
+def ship_file(path: Path, output: Path, version: int, args: argparse.Namespace) -> dict:
+    """Validate ``path`` as ``validate`` does and, when it passes the shipping rule (against
+    ``--reference`` when given), write it to ``output`` as safetensors with its size, trained
+    types, ``version``, step, the verdict and its validation PSNR per type in the metadata
+    (decision 4). Returns the metrics.
+
+    Raises:
+        ShippingRefused: the export does not pass the rule (nothing is written).
+        DataError, CheckpointError, FileNotFoundError: as ``validate_files``.
+    """
+    keys = dict.fromkeys(TYPE_FOLDERS.values())
+    folders = {key: getattr(args, f"val_{key}_dir") for key in keys}
+    images = build_validation_set(
+        validation_types([path], args), folders, args.val_images, args.val_crop
+    )
+    cpu = torch.device("cpu")
+    reference = None
+    if args.reference is not None:
+        reference, _ = validate(load_airnet(args.reference), images, cpu)
+    metrics, _ = validate(load_airnet(path), images, cpu, reference)
+    print(f"{path}: {format_comparison(metrics, reference)}")
+    if not metrics["qualifies"]:
+        raise ShippingRefused(f"{path} does not pass the shipping rule; nothing written")
+    weights = read_weights(path)
+    recorded = (*MODEL_KWARGS, "de_type", *NOT_OF_THE_AVERAGE)  # written by their own fields
+    facts = {k: v for k, v in (weights.metadata or {}).items() if k not in recorded}
+    facts |= {"version": version, "qualifies": True}
+    facts["validation_psnr"] = {k: round(v, 2) for k, v in psnr_by_type(metrics).items()}
+    if args.reference is not None:
+        facts["judged_against"] = args.reference.name
+    size = weights.size or infer_model_size(weights.state_dict)
+    save_safetensors_atomic(weights.state_dict, output, size, weights.de_type, facts)
+    return metrics
+
+
+class ShippingRefused(RuntimeError):
+    """An export that does not pass the shipping rule (utils/validation.py)."""
+
+
 def psnr_cells(
     metrics: dict[str, float | bool | None], degradations: list[str], clean: bool
 ) -> list[str]:
@@ -188,11 +241,30 @@ def main(argv: list[str] | None = None) -> None:
         "scored once on the same images and printed beside the files; a file qualifies only "
         f"when no type is more than {REFERENCE_TOLERANCE} dB below it (decision 14)",
     )
+    ship = commands.add_parser(
+        "ship", help="validate one export and, when it passes the rule, write it as safetensors"
+    )
+    add_validation_arguments(ship, val_images=0)
+    ship.add_argument("--reference", type=Path, metavar="FILE", help="as validate's")
+    ship.add_argument("--output", type=Path, required=True, help="the .safetensors to write")
+    ship.add_argument("--version", type=int, required=True, help="recorded in the metadata")
     avg = commands.add_parser("average", help="uniform average of the weights of exports")
     avg.add_argument("ckpts", nargs="+", type=Path)
     avg.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
-    if args.command == "validate":
+    if args.command == "ship":
+        if len(args.ckpts) != 1:
+            parser.error("ship takes one export")
+        try:
+            ship_file(args.ckpts[0], args.output, args.version, args)
+        except ShippingRefused as error:
+            print(f"refused: {error}", file=sys.stderr)
+            raise SystemExit(1) from None
+        except (DataError, CheckpointError, FileNotFoundError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+        print(f"{args.output}: written (version {args.version})")
+    elif args.command == "validate":
         try:
             validate_files(args.ckpts, args)
         except (DataError, CheckpointError, FileNotFoundError) as error:

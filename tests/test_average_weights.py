@@ -232,3 +232,35 @@ def test_validate_with_an_unreadable_reference_is_one_line_exit_2(
     assert stop.value.code == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "absent.pth" in error
+
+
+def ship(argv: list[str]) -> None:
+    average_weights.main([
+        "ship", *argv,
+        "--val_denoise_dir", str(REPO / "data/test/denoise/CBSD68"),
+        "--val_images", "1", "--val_crop", "32",
+    ])  # fmt: skip
+
+
+def test_ship_writes_a_qualifying_export_with_its_facts_and_refuses_others(tmp_path: Path) -> None:
+    """``ship``: an export that passes the rule (against the shipped file) is written as
+    safetensors with its size, types, version and verdict (decision 4); one that does not is
+    refused with exit 1 and nothing is written."""
+    export, better, worse = tmp_path / "mild.pth", tmp_path / "box.pth", tmp_path / "none.pth"
+    for path, blend in ((export, 0.5), (better, 1.0), (worse, 0.0)):
+        box_filter_export(path, blend)
+    shipped = tmp_path / "ckpt" / "shipped.safetensors"
+    ship([str(export), "--reference", str(worse), "--output", str(shipped), "--version", "3"])
+    weights = read_weights(shipped)
+    assert weights.format == "safetensors" and weights.de_type == ["denoise_50"]
+    assert weights.size == {"n_feats": 8, "n_groups": 1, "n_blocks": 1}
+    assert weights.metadata["version"] == 3 and weights.metadata["qualifies"] is True
+    assert weights.metadata["judged_against"] == "none.pth"
+    assert set(weights.metadata["validation_psnr"]) == {"denoise_50"}
+    original = load_airnet(export).state_dict()
+    assert all(torch.equal(load_airnet(shipped).state_dict()[k], v) for k, v in original.items())
+
+    refused = tmp_path / "ckpt" / "refused.safetensors"
+    with pytest.raises(SystemExit) as stop:
+        ship([str(export), "--reference", str(better), "--output", str(refused), "--version", "4"])
+    assert stop.value.code == 1 and not refused.exists()
