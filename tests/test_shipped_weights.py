@@ -128,12 +128,41 @@ def test_app_offers_the_shipped_file():
     assert str(checkpoint.SHIPPED_WEIGHTS) in app.weight_choices(REPO / "ckpt")
 
 
-def test_exactly_one_weight_file_is_committed_under_ckpt():
+# Decision 4: the all-in-one file and the one-by-one files that ship, nothing else.
+ONE_BY_ONE = {  # task -> (trained types, version, step of the run)
+    "derain": (["derain"], 1, 4800),
+}
+
+
+def test_only_the_shipped_weight_files_are_committed_under_ckpt():
     tracked = subprocess.run(
         ["git", "ls-files", "ckpt"], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout.split()
     weights = [name for name in tracked if name.endswith((".pth", ".pt", ".safetensors"))]
-    assert weights == ["ckpt/airnet-small-repo-trained.safetensors"]
+    expected = [checkpoint.SHIPPED_WEIGHTS] + [checkpoint.shipped_file(t) for t in ONE_BY_ONE]
+    assert sorted(weights) == sorted(str(p.relative_to(REPO)) for p in expected)
+
+
+@pytest.mark.parametrize("task", sorted(ONE_BY_ONE))
+def test_a_one_by_one_file_loads_with_its_facts_and_leaves_a_clean_photo_alone(task):
+    """Each committed one-by-one file (issue 29): safetensors, the small size, its trained
+    types, version, step and the rule's verdict in the metadata; the clean centre 96² crop of
+    CBSD68 105025 comes back within 3 grey levels of its brightness and >= 30 dB."""
+    types, version, step = ONE_BY_ONE[task]
+    path = checkpoint.shipped_file(task)
+    weights = read_weights(path)
+    assert weights.format == "safetensors" and weights.de_type == types
+    assert weights.size == {"n_feats": 32, "n_groups": 1, "n_blocks": 2}
+    assert (weights.metadata["version"], weights.metadata["step"]) == (version, step)
+    assert weights.metadata["qualifies"] is True
+    assert weights.metadata["judged_against"] == checkpoint.SHIPPED_WEIGHTS.name
+    photo = read_image(REPO / "data/test/denoise/CBSD68/105025.png")
+    top, left = (photo.shape[0] - 96) // 2, (photo.shape[1] - 96) // 2
+    crop = photo[top : top + 96, left : left + 96]
+    restored = restore(crop, load_airnet(path))
+    change = abs(float(restored.astype(np.float64).mean()) - float(crop.mean()))
+    assert change <= 3.0, f"mean brightness moved by {change:.1f} grey levels"
+    assert psnr(restored, crop) >= 30.0
 
 
 def test_shipped_weights_leave_a_clean_photo_alone():
