@@ -161,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--dehaze_path",
         type=Path,
         nargs="+",
-        help="folders with input/XXXX_A_B.ext + target/XXXX.png (or hazy/ + gt/)"
-        + sample.format(SAMPLE_DATA["dehaze"]),
+        help="folders with input/XXXX_A_B.ext (SOTS outdoor) or XXXX_k.ext (indoor) + "
+        "target/XXXX.png (or hazy/ + gt/)" + sample.format(SAMPLE_DATA["dehaze"]),
     )
     parser.add_argument(
         "--deblur_path",

@@ -5,8 +5,9 @@ the pairing of degraded and clean files is ``utils.pairing``'s, shared with trai
 - denoise: a folder of clean images (CBSD68, Urban100); the noise is added at test time.
 - derain: ``input/`` + ``target/`` with equal names (Rain100L), or ``rainy/`` + ``gt/``;
   ``rain-N`` may pair with ``norain-N`` as in the original Rain100L release.
-- dehaze: ``input/XXXX_A_B.ext`` + ``target/XXXX.png`` (SOTS outdoor); the official release's
-  ``hazy/`` + ``gt/`` (or ``clear/``) is accepted too, and equal names pair.
+- dehaze: ``input/XXXX_A_B.ext`` (SOTS outdoor) or ``input/XXXX_k.ext`` (indoor) +
+  ``target/XXXX.png``; the official release's ``hazy/`` + ``gt/`` (or ``clear/``) is accepted
+  too, and equal names pair first.
 - deblur: GoPro's test folder (``<sequence>/blur`` + ``<sequence>/sharp``) as one set whose
   image names keep their sequence (``GOPR0384_11_00/000001.png``), or ``input/`` + ``target/``.
 - lowlight: ``low/`` + ``high/`` (LOL's ``eval15``; a LOL root means its ``eval15/``), or
