@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,7 +39,7 @@ from utils.checkpoint import (
     is_hub_reference,
     trained_types,
 )
-from utils.image_files import distinct_names, find_inputs, image_mode
+from utils.image_files import distinct_names, find_inputs, image_mode, save_image_atomic
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image_alpha
 from utils.precision import PRECISIONS, warn_if_slow_precision
 from utils.restore import resolve_device, restore
@@ -110,22 +108,7 @@ def save_result(path: Path, rgb: np.ndarray, alpha: np.ndarray | None, grayscale
         image = image.convert("L")
     if alpha is not None:
         image.putalpha(Image.fromarray(alpha))
-    save_png_atomic(image, path)
-
-
-def save_png_atomic(image: Image.Image, path: Path) -> None:
-    """Write beside ``path`` and rename over it, so an interrupted run never leaves a
-    truncated PNG that looks like a result."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_image_atomic(image, path)
 
 
 def restore_file(path: Path, out_path: Path, model, args: argparse.Namespace) -> None:
@@ -138,7 +121,7 @@ def restore_file(path: Path, out_path: Path, model, args: argparse.Namespace) ->
     save_result(out_path, restored, alpha, grayscale=mode in GRAYSCALE_MODES)
     if args.compare:
         compare_path = args.output_path / "compare" / out_path.name
-        save_png_atomic(Image.fromarray(side_by_side(rgb, restored)), compare_path)
+        save_image_atomic(Image.fromarray(side_by_side(rgb, restored)), compare_path)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -48,7 +48,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +73,7 @@ from utils.eval_dataset import (
 from utils.image_files import distinct_names
 from utils.image_io import ImageReadError, image_to_tensor, read_image, save_image, tensor_to_image
 from utils.metrics import psnr, ssim
+from utils.paths import write_text_atomic
 from utils.precision import PRECISIONS, warn_if_slow_precision
 from utils.progress import bars_wanted
 from utils.restore import resolve_device, restore_tensor
@@ -618,20 +618,6 @@ def write_summary(
         "skipped": [{"path": str(p), "reason": reason} for p, reason in skipped.items()],
     }
     write_text_atomic(path, json.dumps(summary, indent=2) + "\n")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write beside ``path``, then rename over it: readers see the old file or the whole new
-    one, never a truncated one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def evaluate_all(

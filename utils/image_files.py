@@ -10,6 +10,7 @@ returns the alpha channel too, so a demo can put it back). Files that declare mo
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import warnings
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from utils.paths import NAME_MAX, name_bytes, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +74,9 @@ def distinct_names(paths: Sequence[str | Path], suffix: str | None = ".png") -> 
        given twice, gets ``_2``, ``_3``, ... before ``suffix``, in input order. Names from
        step 1 are never changed.
 
+    4. a name longer than the file system allows (255 bytes) keeps its ending and as much of
+       its core as fits, followed by ``~`` and 8 hex digits that keep it distinct.
+
     Args:
         paths: the inputs, in the order their outputs are written.
         suffix: the outputs' ending, with its dot (".png", "_restored.png"); None keeps each
@@ -108,7 +114,21 @@ def distinct_names(paths: Sequence[str | Path], suffix: str | None = ".png") -> 
             name = f"{cores[i]}_{count}{ends[i]}"
         taken.add(name.casefold())
         names[i] = name
-    return names
+    return [_within_name_max(name, end) for name, end in zip(names, ends, strict=True)]
+
+
+def _within_name_max(name: str, end: str) -> str:
+    """``name`` if the file system allows it (NAME_MAX bytes), else its core cut to fit with
+    ``~`` and 8 hex digits of the full name's SHA-256 before ``end``: a name that the steps
+    above made too long (a 250-byte stem plus ``_jpg.png``) is still written, and distinct
+    names stay distinct."""
+    if len(name_bytes(name)) <= NAME_MAX:
+        return name
+    mark = "~" + hashlib.sha256(name_bytes(name)).hexdigest()[:8]
+    core = name[: len(name) - len(end)] if end else name
+    while len(name_bytes(core + mark + end)) > NAME_MAX:
+        core = core[:-1]
+    return core + mark + end
 
 
 def _prepend_folders(members: list[int], paths: list[Path], cores: list[str]) -> None:
@@ -294,13 +314,33 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def save_image(path: str | Path, rgb: np.ndarray, alpha: np.ndarray | None = None) -> None:
-    """Write uint8 (H, W, 3) RGB, with an optional (H, W) alpha, creating parent folders."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write uint8 (H, W, 3) RGB, with an optional (H, W) alpha, creating parent folders.
+
+    The format follows the extension (PNG for ``.png``); the file appears whole or not at all
+    (``save_image_atomic``).
+
+    Raises:
+        ValueError: an extension PIL cannot write. OSError: the file cannot be written.
+    """
     image = Image.fromarray(rgb)
     if alpha is not None:
         image.putalpha(Image.fromarray(alpha))
-    image.save(path)
+    save_image_atomic(image, path)
+
+
+def save_image_atomic(image: Image.Image, path: str | Path) -> None:
+    """``image.save`` under a temporary name, renamed to ``path`` when written
+    (``utils.paths.write_atomic``): an interrupted run leaves no truncated image that looks
+    like a result, and every name the file system allows can be written.
+
+    Raises:
+        ValueError: an extension PIL cannot write. OSError: the file cannot be written.
+    """
+    path = Path(path)
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    if image_format is None or image_format not in Image.SAVE:
+        raise ValueError(f"{path}: PIL cannot write {path.suffix!r} files")
+    write_atomic(path, lambda f: image.save(f, format=image_format))
 
 
 def image_to_array(rgb: np.ndarray) -> np.ndarray:
