@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -167,7 +168,7 @@ def main(args: argparse.Namespace) -> int:
     failed = []
     for path in inputs:
         out_path = args.output_path / names[path]
-        if out_path.resolve() == path.resolve():
+        if os.path.realpath(out_path) == os.path.realpath(path):  # never raises on a link loop
             logger.error("skipped %s: the result would overwrite it; choose --output_path", path)
             failed.append(path)
             continue

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -171,7 +172,7 @@ def main(args: argparse.Namespace) -> int:
     failed, written = [], 0
     for path, name in zip(inputs, distinct_names(inputs), strict=True):
         out_path = args.output / name
-        if out_path.resolve() == path.resolve():
+        if os.path.realpath(out_path) == os.path.realpath(path):  # never raises on a link loop
             logger.error("skipped %s: the result would overwrite it; choose --output", path)
             failed.append(path)
             continue

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from utils.image_io import IMAGE_EXTENSIONS, list_images
+from utils.image_files import list_images, looks_like_image
 from utils.pairing import LayoutError, describe_layouts, find_pairs, has_layout, is_dataset_root
 
 TASKS = ("denoise", "derain", "dehaze", "deblur", "lowlight")
@@ -46,7 +46,7 @@ class ImageSet:
 
 
 def _has_images(folder: Path) -> bool:
-    return any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir())
+    return any(looks_like_image(path) for path in folder.iterdir())
 
 
 def _check_folder(path: Path, task: str) -> None:

@@ -9,6 +9,7 @@ returns the alpha channel too, so a demo can put it back). Files that declare mo
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import logging
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from utils.paths import NAME_MAX, name_bytes, write_atomic
+from utils.paths import NAME_MAX, name_bytes, walk_folders, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -37,16 +38,31 @@ class ImageReadError(RuntimeError):
     """An image file that cannot be read; the message names the file and the problem."""
 
 
+def looks_like_image(path: Path) -> bool:
+    """Whether a folder's entry is listed as an image: its extension is one of
+    IMAGE_EXTENSIONS (any case) and it is a file, or a symbolic link to one, or a link that
+    leads nowhere (listed so that reading it names it as unreadable, like a broken file,
+    instead of its being passed over in silence). A folder named like an image is not."""
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        return False
+    return path.is_file() or (path.is_symlink() and not path.exists())
+
+
 def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name; other files are skipped with a note."""
+    """Image files directly in ``folder`` (``looks_like_image``; links to files followed),
+    sorted by name; other files are skipped with a note naming them.
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a folder (or a link to one).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: folder not found")
     images = []
     for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+        if looks_like_image(path):
             images.append(path)
-        elif path.is_file():
+        elif path.is_file() or path.is_symlink() and not path.is_dir():
             logger.info(
                 "skipping %s: not an image file (extension %r; images are %s)",
                 path,
@@ -54,6 +70,20 @@ def list_images(folder: str | Path) -> list[Path]:
                 " ".join(sorted(IMAGE_EXTENSIONS)),
             )
     return images
+
+
+def images_under(folder: str | Path) -> list[Path]:
+    """Every image file under ``folder``, subfolders and linked folders too (``list_images``
+    of each folder of ``utils.paths.walk_folders``: each real folder once, so a link cycle
+    ends), in walking order: a folder's own files, then its subfolders' in name order.
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a folder.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: folder not found")
+    return [path for root in walk_folders(folder) for path in list_images(root)]
 
 
 def distinct_names(paths: Sequence[str | Path], suffix: str | None = ".png") -> list[str]:
@@ -193,6 +223,16 @@ def _to_8bit(image: Image.Image, raw_mode: str, path: Path) -> Image.Image:
     return image
 
 
+def _dead_link(path: Path) -> str:
+    """Why the symbolic link ``path``, which leads to no file, cannot be read, in words."""
+    try:
+        path.stat()
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return f"a link that leads nowhere (a loop of links: {os.readlink(path)})"
+    return f"a link that leads nowhere ({os.readlink(path)} does not exist)"
+
+
 def _open_checked(path: Path) -> Image.Image:
     """Image.open with our pixel limit instead of PIL's decompression-bomb warning/error.
 
@@ -201,6 +241,8 @@ def _open_checked(path: Path) -> Image.Image:
     in tiles); a file that declares more is refused from its header, before anything is
     decoded, so a tiny file cannot make us allocate gigabytes.
     """
+    if path.is_symlink() and not path.exists():
+        raise ImageReadError(f"{path}: {_dead_link(path)}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:

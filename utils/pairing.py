@@ -47,13 +47,12 @@ expected.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from utils.image_files import ImageReadError, image_size, list_images
+from utils.image_files import ImageReadError, image_size, images_under, list_images
 
 MIN_SIDE = 16  # px; decision 7: an image with a side under this is too small to use
 PAIRED_TYPES = ("derain", "dehaze", "deblur", "lowlight")
@@ -300,14 +299,6 @@ def has_layout(de_type: str, folder: str | Path, split: str = "train") -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-def _images_recursive(folder: Path) -> list[Path]:
-    images = []
-    for root, dirs, _ in os.walk(folder):
-        dirs.sort()
-        images += list_images(root)
-    return images
-
-
 class _StemIndex:
     """Clean images of each folder by stem, read once per folder."""
 
@@ -417,7 +408,7 @@ def find_pairs(de_type: str, folder: str | Path, split: str = "train") -> PairSc
     index = _StemIndex()
     for part in layout.parts:
         if part.only is None:
-            files = _images_recursive(part.degraded)
+            files = images_under(part.degraded)
         else:
             files = [path for path in list_images(part.degraded) if path.stem.startswith(part.only)]
         _pair_part(de_type, part, files, index, scan)

@@ -1,7 +1,9 @@
-"""File names as the file system has them: measured and written safely.
+"""File names as the file system has them: measured, walked and written safely.
 
 - ``name_bytes`` is a name as the file system stores it (its length in bytes is what
   ``NAME_MAX`` limits);
+- ``walk_folders`` lists the folders under a folder, following linked folders, each real
+  folder once, so a link cycle ends;
 - ``write_atomic`` writes a file whole or not at all, under a temporary name short enough for
   any legal final name.
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -28,6 +30,23 @@ def name_bytes(name: str | os.PathLike) -> bytes:
     """The bytes of a name as the file system stores them (NAME_MAX counts these): a UTF-8
     name gives its UTF-8 bytes, any other its raw bytes."""
     return os.fsencode(name)
+
+
+def walk_folders(folder: str | Path) -> Iterator[Path]:
+    """``folder`` and every folder under it, each subfolder's contents in name order, linked
+    folders followed (a data folder may be a tree of links, as ``scripts/make_split.py``
+    writes). Each real folder is visited once: a link cycle (a link to a folder above it)
+    ends, and two links to one folder give its files once. Unreadable folders are passed over.
+    """
+    seen: set[str] = set()
+    for root, folders, _ in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            folders[:] = []
+            continue
+        seen.add(real)
+        folders.sort()
+        yield Path(root)
 
 
 def write_atomic(
