@@ -22,6 +22,7 @@ import argparse
 import logging
 import math
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -48,6 +49,7 @@ from utils.image_files import (  # noqa: E402
 )
 from utils.optional import exit_missing_package  # noqa: E402
 from utils.restore import resolve_device, restore  # noqa: E402
+from utils.stop import EXIT_INTERRUPTED, run_interruptible  # noqa: E402
 from utils.tiling import check_tile  # noqa: E402
 
 try:
@@ -307,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(args: argparse.Namespace) -> None:
+def main(args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C; returns 130 then (a port that cannot be bound: SystemExit(2))."""
     choices = weight_choices(CKPT_DIR, args.ckpt)
     logger.info("weights offered: %s", ", ".join(choices))
     try:
@@ -320,8 +323,10 @@ def main(args: argparse.Namespace) -> None:
     except OSError as error:  # the port is taken, the address cannot be bound
         logger.error("--host %s --port %d: %s", args.host, args.port, str(error).splitlines()[0])
         raise SystemExit(2) from None
+    # launch() serves until Ctrl-C, which gradio reports in one line before it returns.
+    return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    main(build_parser().parse_args())
+    sys.exit(run_interruptible(lambda: main(build_parser().parse_args())))

@@ -44,6 +44,7 @@ from utils.image_files import distinct_names, find_inputs, image_mode, save_imag
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image_alpha
 from utils.precision import PRECISIONS, warn_if_slow_precision
 from utils.restore import resolve_device, restore
+from utils.stop import run_interruptible
 from utils.tiling import add_tile_arguments, check_tile, check_tile_arguments
 
 logger = logging.getLogger("demo")
@@ -194,4 +195,4 @@ def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    sys.exit(main(parse_args()))
+    sys.exit(run_interruptible(lambda: main(parse_args())))

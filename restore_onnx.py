@@ -35,6 +35,7 @@ from utils.image_files import (
     save_image,
 )
 from utils.optional import exit_missing_package
+from utils.stop import run_interruptible
 from utils.tiling import (
     Box,
     add_tile_arguments,
@@ -195,4 +196,4 @@ def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    sys.exit(main(parse_args()))
+    sys.exit(run_interruptible(lambda: main(parse_args())))

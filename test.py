@@ -26,8 +26,8 @@ reported, so a table shows at once whether the model helps.
 Writes ``results.csv`` (one row per image and task), ``summary.json`` and, with
 ``--save_images``, the restored images under ``--output_path``; prints a summary table.
 results.csv and summary.json appear only complete (written aside, then renamed), so a killed
-run never leaves a file that looks done. Unreadable or unpaired files are reported with their
-path and skipped; the exit code is then 1.
+run never leaves a file that looks done; Ctrl-C ends it with one line and exit code 130.
+Unreadable or unpaired files are reported with their path and skipped; the exit code is then 1.
 
 Without ``--ckpt`` the official file of the mode is used when present in ckpt/, else the
 weights shipped in ckpt/ (trained by this repository; see ckpt/MODEL_CARD.md).
@@ -77,6 +77,7 @@ from utils.paths import write_text_atomic
 from utils.precision import PRECISIONS, warn_if_slow_precision
 from utils.progress import bars_wanted
 from utils.restore import resolve_device, restore_tensor
+from utils.stop import run_interruptible
 from utils.tiling import add_tile_arguments, check_tile, check_tile_arguments
 from utils.validation import mean_brightness_change
 
@@ -706,6 +707,15 @@ def main(args: argparse.Namespace) -> int:
     return EXIT_SKIPPED if skipped else EXIT_OK
 
 
+def left_after_interrupt(args: argparse.Namespace) -> str:
+    """What an interrupted run leaves: the rows scored so far, never a results.csv."""
+    partial = args.output_path / "results.csv.partial"
+    if partial.is_file():
+        return f"no results.csv nor summary.json written; the rows scored so far are in {partial}"
+    return "nothing scored"
+
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    sys.exit(main(parse_args()))
+    arguments = parse_args()
+    sys.exit(run_interruptible(lambda: main(arguments), lambda: left_after_interrupt(arguments)))

@@ -70,7 +70,7 @@ from utils.run_state import (
     seed_everything,
     set_rng_states,
 )
-from utils.stop import GracefulStop
+from utils.stop import EXIT_INTERRUPTED, GracefulStop
 from utils.task_loss import (
     HEAD_LR_SCALE,
     RestorerWithUncertainty,
@@ -814,6 +814,9 @@ def cli() -> None:
     except (FileNotFoundError, CheckpointError, SetupError) as error:  # cannot start
         logger.error("%s", error)
         raise SystemExit(EXIT_SETUP) from None
+    except KeyboardInterrupt:  # before the training loop's own stop (setup, --check_data)
+        logger.error("interrupted (Ctrl-C)")
+        raise SystemExit(EXIT_INTERRUPTED) from None
     if result.interrupted:  # saved and resumable, but not finished: say so to the caller
         raise SystemExit(128 + signal.Signals[result.interrupted].value)
 

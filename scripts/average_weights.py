@@ -42,6 +42,7 @@ from utils.checkpoint import (  # noqa: E402
     save_weights_as,
     trained_types,
 )
+from utils.stop import run_interruptible  # noqa: E402
 from utils.train_dataset import (  # noqa: E402
     CLEAN,
     TYPE_FOLDERS,
@@ -170,4 +171,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_interruptible(main))

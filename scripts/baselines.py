@@ -29,6 +29,7 @@ from utils.eval_dataset import LayoutError, find_dehaze_sets, find_denoise_sets 
 from utils.image_io import ImageReadError, read_image  # noqa: E402
 from utils.metrics import psnr, ssim  # noqa: E402
 from utils.optional import require  # noqa: E402
+from utils.stop import run_interruptible  # noqa: E402
 from utils.synthetic import box_blur  # noqa: E402
 
 
@@ -135,4 +136,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_interruptible(main))

@@ -34,6 +34,7 @@ from utils.eval_dataset import (  # noqa: E402
 )
 from utils.image_io import ImageReadError, read_image  # noqa: E402
 from utils.optional import require  # noqa: E402
+from utils.stop import run_interruptible  # noqa: E402
 
 
 def read_stages(logs: list[Path], starts: list[int]) -> list[dict]:
@@ -206,4 +207,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_interruptible(main))

@@ -31,6 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from utils.image_files import ImageReadError, list_images, read_image, save_image  # noqa: E402
+from utils.stop import run_interruptible  # noqa: E402
 from utils.synthetic import blur_image, motion_kernel  # noqa: E402
 
 PROXY = (
@@ -89,4 +90,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_interruptible(main))

@@ -44,6 +44,7 @@ from utils.checkpoint import (  # noqa: E402
     read_weights,
     save_safetensors_atomic,
 )
+from utils.stop import run_interruptible  # noqa: E402
 
 EXIT_OK, EXIT_MISMATCH, EXIT_SETUP = 0, 1, 2
 TAGS = [
@@ -253,4 +254,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_interruptible(main))

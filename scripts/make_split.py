@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from utils.fingerprints import digests_of_test_sets, find_test_content  # noqa: E402
 from utils.image_files import ImageReadError, list_images, read_image, save_image  # noqa: E402
 from utils.pairing import LayoutError, Pair, PairScan, find_pairs  # noqa: E402
+from utils.stop import run_interruptible  # noqa: E402
 from utils.synthetic import add_haze, motion_blur, random_haze_parameters  # noqa: E402
 
 TEST_FOLDERS = {"eval15", "test"}  # LOL's test set as released and as extracted
@@ -263,4 +264,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_interruptible(main))

@@ -1,5 +1,6 @@
-"""What a folder lists (issue 33 item 3): linked folders are followed everywhere images are
-listed, a link cycle ends, and a link that leads nowhere is named like any unreadable file."""
+"""What a folder lists (issue 33 items 3 and 9): linked folders are followed everywhere images
+are listed, a link cycle ends, a link that leads nowhere is named like any unreadable file,
+and a folder lists every format the installed Pillow decodes, as a file named alone is read."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from tests.test_demo import demo
-from utils.image_files import images_under
+from utils.image_files import IMAGE_EXTENSIONS, images_under, list_images
 from utils.pairing import find_pairs
 from utils.train_dataset import scan_training_data
 
@@ -83,3 +84,26 @@ def test_a_link_that_leads_nowhere_is_named_as_unreadable(tmp_path, tiny_ckpt, c
     (scan,) = scan_training_data(["denoise_25"], {"denoise": folder})
     assert [path.name for path, _ in scan.skipped] == ["gone.png", "self.png"]
     assert all(reason.startswith("a link that leads nowhere") for _, reason in scan.skipped)
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 9: formats a folder lists
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_folder_lists_every_format_pillow_decodes(tmp_path, tiny_ckpt, caplog):
+    """A folder of .avif photos gave "no images" although each file alone was restored."""
+    write(tmp_path / "in/photo.avif", image_format="AVIF")
+    write(tmp_path / "in/scan.tga", 1, image_format="TGA")
+    write(tmp_path / "in/frame.ppm", 2, image_format="PPM")
+    (tmp_path / "in/data.h5").write_bytes(b"\x89HDF\r\n\x1a\n")  # Pillow only identifies HDF5
+    assert {".avif", ".tga", ".ppm", ".qoi"} <= IMAGE_EXTENSIONS
+    assert not {".h5", ".mpg", ".txt"} & IMAGE_EXTENSIONS
+    with caplog.at_level(logging.INFO):
+        listed = [path.name for path in list_images(tmp_path / "in")]
+    assert listed == ["frame.ppm", "photo.avif", "scan.tga"]
+    assert "skipping " + str(tmp_path / "in/data.h5") in caplog.text
+    assert run_demo(tmp_path / "in", tmp_path / "out", tiny_ckpt) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "frame.png", "photo.png", "scan.png",
+    ]  # fmt: skip

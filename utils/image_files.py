@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import EpsImagePlugin, Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from utils.paths import NAME_MAX, name_bytes, walk_folders, write_atomic
 
@@ -28,10 +28,32 @@ logger = logging.getLogger(__name__)
 # Largest image read: twice PIL's warning threshold (2 x 89.5 MP = 179 MP, where PIL itself
 # refuses), e.g. a 16000 x 11000 panorama; ~0.5 GB as uint8, restored in tiles.
 MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
-# What a folder is listed for. A file named on its own is read whatever its name (PIL decides),
-# so every extension PIL reads that users photograph in is here too: a folder and the same
-# files one by one give the same images.
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+
+
+def _decodable_extensions() -> frozenset[str]:
+    """The extensions of every format the installed Pillow decodes (``.avif`` with Pillow 11.3
+    or later, ``.ppm``, ``.tga``, ``.qoi``, ...), lower case with the dot.
+
+    Left out: formats Pillow identifies but cannot decode here, whose files would be listed
+    only to fail: its stubs (GRIB, BUFR, HDF5, WMF/EMF; they need a decoder of your own),
+    MPEG (a video's size only) and EPS/PS without Ghostscript.
+    """
+    Image.init()
+    undecodable = {"MPEG"} | (set() if EpsImagePlugin.has_ghostscript() else {"EPS"})
+    decodable = {
+        name
+        for name, (factory, _) in Image.OPEN.items()
+        if name not in undecodable
+        and not (isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile))
+    }
+    extensions = Image.registered_extensions()
+    return frozenset(ext for ext, name in extensions.items() if name in decodable)
+
+
+# What a folder is listed for: what the installed Pillow can decode, so a folder and the same
+# files named one by one (a file named on its own is read whatever its name) give the same
+# images, e.g. a folder of .avif photos.
+IMAGE_EXTENSIONS = _decodable_extensions()
 
 
 class ImageReadError(RuntimeError):
