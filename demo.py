@@ -42,6 +42,7 @@ from utils.checkpoint import (
 )
 from utils.image_files import distinct_names, find_inputs, image_mode, save_image_atomic
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image_alpha
+from utils.paths import show_names_in_output
 from utils.precision import PRECISIONS, warn_if_slow_precision
 from utils.restore import resolve_device, restore
 from utils.stop import run_interruptible
@@ -195,4 +196,5 @@ def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    show_names_in_output()
     sys.exit(run_interruptible(lambda: main(parse_args())))

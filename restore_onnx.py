@@ -35,6 +35,7 @@ from utils.image_files import (
     save_image,
 )
 from utils.optional import exit_missing_package
+from utils.paths import show_names_in_output
 from utils.stop import run_interruptible
 from utils.tiling import (
     Box,
@@ -196,4 +197,5 @@ def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    show_names_in_output()
     sys.exit(run_interruptible(lambda: main(parse_args())))

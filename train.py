@@ -58,6 +58,7 @@ from utils.distributed import (
     init_distributed,
 )
 from utils.ema import WeightAverage
+from utils.paths import show_names_in_output, shown
 from utils.precision import PRECISIONS, needs_grad_scaler, warn_if_slow_precision
 from utils.progress import bars_wanted, format_values
 from utils.run_log import RunLog, log_validation
@@ -304,7 +305,7 @@ def check_data(args: argparse.Namespace) -> bool:
     ]
     if args.val_every:
         parts.append(("validation", scan_validation_data(args.de_type, data_folders(args, True))))
-    print(format_data_check(parts), flush=True)
+    print(shown(format_data_check(parts)), flush=True)
     return all(scan.usable for _, scans in parts for scan in scans)
 
 
@@ -802,6 +803,7 @@ def cli() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    show_names_in_output()
     args = parse_args()
     try:
         if args.check_data:

@@ -42,6 +42,7 @@ from utils.checkpoint import (  # noqa: E402
     save_weights_as,
     trained_types,
 )
+from utils.paths import show_names_in_output  # noqa: E402
 from utils.stop import run_interruptible  # noqa: E402
 from utils.train_dataset import (  # noqa: E402
     CLEAN,
@@ -171,4 +172,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    show_names_in_output()
     sys.exit(run_interruptible(main))
