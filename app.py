@@ -22,6 +22,7 @@ import argparse
 import logging
 import math
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,7 +50,9 @@ from utils.image_files import (  # noqa: E402
     save_image,
 )
 from utils.optional import exit_missing_package  # noqa: E402
+from utils.paths import show_names_in_output, shown  # noqa: E402
 from utils.restore import resolve_device, restore  # noqa: E402
+from utils.stop import EXIT_INTERRUPTED, run_interruptible  # noqa: E402
 from utils.tiling import check_tile  # noqa: E402
 
 try:
@@ -149,12 +152,12 @@ def model_info(choice: str | None, upload: str | None) -> str:
     try:
         path = checkpoint_path(choice, upload)
     except AppError as error:
-        return str(error)
+        return shown(str(error))
     try:
         types = trained_types(path)
     except (RuntimeError, FileNotFoundError, KeyError, TypeError, ValueError) as error:
-        return f"{path.name} is not an AirNet checkpoint: {error}"
-    return f"Weights `{path.name}`, {describe_trained_types(types)}"
+        return shown(f"{path.name} is not an AirNet checkpoint: {error}")
+    return shown(f"Weights `{path.name}`, {describe_trained_types(types)}")
 
 
 def read_checked(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -246,9 +249,9 @@ def on_restore(files, choice, upload, device_name, tile):
     try:
         pairs, outputs, messages = restore_files(files, choice, upload, device_name, tile)
     except AppError as error:
-        raise gr.Error(str(error), print_exception=False) from error
+        raise gr.Error(shown(str(error)), print_exception=False) from error
     gallery = [str(p) for p in outputs]
-    status = "\n".join(f"- {m}" for m in messages)
+    status = shown("\n".join(f"- {m}" for m in messages))  # names as the logs show them
     return pairs[0], gallery, gallery, status, pairs
 
 
@@ -327,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(args: argparse.Namespace) -> None:
+def main(args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C; returns 130 then (a port that cannot be bound: SystemExit(2))."""
     choices = weight_choices(CKPT_DIR, args.ckpt, args.task)
     logger.info("weights offered: %s", ", ".join(choices))
     try:
@@ -340,8 +344,11 @@ def main(args: argparse.Namespace) -> None:
     except OSError as error:  # the port is taken, the address cannot be bound
         logger.error("--host %s --port %d: %s", args.host, args.port, str(error).splitlines()[0])
         raise SystemExit(2) from None
+    # launch() serves until Ctrl-C, which gradio reports in one line before it returns.
+    return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    main(build_parser().parse_args())
+    show_names_in_output()
+    sys.exit(run_interruptible(lambda: main(build_parser().parse_args())))

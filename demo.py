@@ -27,7 +27,6 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,10 +41,12 @@ from utils.checkpoint import (
     task_checkpoint,
     trained_types,
 )
-from utils.image_files import distinct_names, find_inputs, image_mode
+from utils.image_files import distinct_names, find_inputs, image_mode, save_image_atomic
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image_alpha
+from utils.paths import show_names_in_output
 from utils.precision import PRECISIONS, warn_if_slow_precision
 from utils.restore import resolve_device, restore
+from utils.stop import run_interruptible
 from utils.tiling import add_tile_arguments, check_tile, check_tile_arguments
 
 logger = logging.getLogger("demo")
@@ -120,22 +121,7 @@ def save_result(path: Path, rgb: np.ndarray, alpha: np.ndarray | None, grayscale
         image = image.convert("L")
     if alpha is not None:
         image.putalpha(Image.fromarray(alpha))
-    save_png_atomic(image, path)
-
-
-def save_png_atomic(image: Image.Image, path: Path) -> None:
-    """Write beside ``path`` and rename over it, so an interrupted run never leaves a
-    truncated PNG that looks like a result."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_image_atomic(image, path)
 
 
 def restore_file(path: Path, out_path: Path, model, args: argparse.Namespace) -> None:
@@ -148,7 +134,7 @@ def restore_file(path: Path, out_path: Path, model, args: argparse.Namespace) ->
     save_result(out_path, restored, alpha, grayscale=mode in GRAYSCALE_MODES)
     if args.compare:
         compare_path = args.output_path / "compare" / out_path.name
-        save_png_atomic(Image.fromarray(side_by_side(rgb, restored)), compare_path)
+        save_image_atomic(Image.fromarray(side_by_side(rgb, restored)), compare_path)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -194,7 +180,7 @@ def main(args: argparse.Namespace) -> int:
     failed = []
     for path in inputs:
         out_path = args.output_path / names[path]
-        if out_path.resolve() == path.resolve():
+        if os.path.realpath(out_path) == os.path.realpath(path):  # never raises on a link loop
             logger.error("skipped %s: the result would overwrite it; choose --output_path", path)
             failed.append(path)
             continue
@@ -220,4 +206,5 @@ def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    sys.exit(main(parse_args()))
+    show_names_in_output()
+    sys.exit(run_interruptible(lambda: main(parse_args())))

@@ -38,6 +38,8 @@ from net.deform_conv import DCN_layer
 from utils.checkpoint import trained_types
 from utils.image_files import image_to_array, list_images, read_image
 from utils.optional import exit_missing_package
+from utils.paths import show_names_in_output
+from utils.stop import run_interruptible
 
 try:
     import onnx
@@ -288,6 +290,7 @@ def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    show_names_in_output()
     for noisy in ("onnx_ir", "onnxscript"):  # a line per rewritten node or shared weight
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    sys.exit(main(build_parser().parse_args()))
+    sys.exit(run_interruptible(lambda: main(build_parser().parse_args())))

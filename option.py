@@ -88,9 +88,9 @@ def get_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--dehaze_dir",
         default=None,
-        help=f"haze pairs: {describe_layouts('dehaze')}; XXXX_A_B (RESIDE) pairs with XXXX, any "
-        f"other name with the same name (default {DEFAULT_DIRS['dehaze']}, or synthetic haze "
-        "with --synthetic dehaze)",
+        help=f"haze pairs: {describe_layouts('dehaze')}; the same name first, else RESIDE's "
+        f"XXXX_A_B, XXXX_k_B and XXXX_k pair with XXXX (default {DEFAULT_DIRS['dehaze']}, or "
+        "synthetic haze with --synthetic dehaze)",
     )
     data.add_argument(
         "--deblur_dir",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,8 @@ from utils.image_files import (
     save_image,
 )
 from utils.optional import exit_missing_package
+from utils.paths import show_names_in_output
+from utils.stop import run_interruptible
 from utils.tiling import (
     Box,
     add_tile_arguments,
@@ -171,7 +174,7 @@ def main(args: argparse.Namespace) -> int:
     failed, written = [], 0
     for path, name in zip(inputs, distinct_names(inputs), strict=True):
         out_path = args.output / name
-        if out_path.resolve() == path.resolve():
+        if os.path.realpath(out_path) == os.path.realpath(path):  # never raises on a link loop
             logger.error("skipped %s: the result would overwrite it; choose --output", path)
             failed.append(path)
             continue
@@ -194,4 +197,5 @@ def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    sys.exit(main(parse_args()))
+    show_names_in_output()
+    sys.exit(run_interruptible(lambda: main(parse_args())))

@@ -26,8 +26,10 @@ reported, so a table shows at once whether the model helps.
 Writes ``results.csv`` (one row per image and task), ``summary.json`` and, with
 ``--save_images``, the restored images under ``--output_path``; prints a summary table.
 results.csv and summary.json appear only complete (written aside, then renamed), so a killed
-run never leaves a file that looks done. Unreadable or unpaired files are reported with their
-path and skipped; the exit code is then 1.
+run never leaves a file that looks done; Ctrl-C ends it with one line and exit code 130. A
+file name that is not UTF-8 is shown in both files, the table and the log with ``\\xNN`` for
+each byte that is not (``caf\\xe9.png``); saved images keep the original bytes. Unreadable or
+unpaired files are reported with their path and skipped; the exit code is then 1.
 
 Without ``--ckpt`` the official file of the mode is used when present in ckpt/, else the
 weights shipped in ckpt/ (trained by this repository; see ckpt/MODEL_CARD.md).
@@ -48,7 +50,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,9 +75,11 @@ from utils.eval_dataset import (
 from utils.image_files import distinct_names
 from utils.image_io import ImageReadError, image_to_tensor, read_image, save_image, tensor_to_image
 from utils.metrics import psnr, ssim
+from utils.paths import show_names_in_output, shown, shown_all, write_text_atomic
 from utils.precision import PRECISIONS, warn_if_slow_precision
 from utils.progress import bars_wanted
 from utils.restore import resolve_device, restore_tensor
+from utils.stop import run_interruptible
 from utils.tiling import add_tile_arguments, check_tile, check_tile_arguments
 from utils.validation import mean_brightness_change
 
@@ -165,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--dehaze_path",
         type=Path,
         nargs="+",
-        help="folders with input/XXXX_A_B.ext + target/XXXX.png (or hazy/ + gt/)"
-        + sample.format(SAMPLE_DATA["dehaze"]),
+        help="folders with input/XXXX_A_B.ext (SOTS outdoor) or XXXX_k.ext (indoor) + "
+        "target/XXXX.png (or hazy/ + gt/)" + sample.format(SAMPLE_DATA["dehaze"]),
     )
     parser.add_argument(
         "--deblur_path",
@@ -374,7 +377,7 @@ def evaluate_set(
     # --save_images: a file name per pair ("a.jpg" and "a.png" -> a_jpg.png, a_png.png)
     saved_names = distinct_names([Path(pair.name) for pair in test_set.pairs])
     pairs = tqdm(
-        test_set.pairs, desc=f"{test_set.name} {task}", unit="img", disable=not bars_wanted()
+        test_set.pairs, desc=shown(f"{test_set.name} {task}"), unit="img", disable=not bars_wanted()
     )
     for pair, saved_name in zip(pairs, saved_names, strict=True):
         try:
@@ -430,7 +433,7 @@ def evaluate_set(
                 "gain_ssim": f"{score_ssim - input_ssim:.6f}",
             }
         rows.writerow(
-            row
+            shown_all(row)
             | {
                 "tile": tiling["tile"] or "",
                 "tile_reason": tiling["tile_reason"] or "",
@@ -621,21 +624,7 @@ def write_summary(
         "five_task_average": _json_record(average) if average else None,
         "skipped": [{"path": str(p), "reason": reason} for p, reason in skipped.items()],
     }
-    write_text_atomic(path, json.dumps(summary, indent=2) + "\n")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write beside ``path``, then rename over it: readers see the old file or the whole new
-    one, never a truncated one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(shown_all(summary), indent=2) + "\n")
 
 
 def evaluate_all(
@@ -647,7 +636,7 @@ def evaluate_all(
     final = args.output_path / "results.csv"
     partial = final.with_name(final.name + ".partial")
     summaries = []
-    with open(partial, "w", newline="") as csv_file:
+    with open(partial, "w", newline="", encoding="utf-8") as csv_file:
         rows = csv.DictWriter(csv_file, fieldnames=CSV_FIELDS)
         rows.writeheader()
         with logging_redirect_tqdm():  # log lines do not break the progress bars
@@ -718,12 +707,22 @@ def main(args: argparse.Namespace) -> int:
     except OSError as error:  # unwritable output folder, disk full
         logger.error("cannot write the results in %s: %s", args.output_path, error)
         return EXIT_SETUP
-    print(format_table(summaries, average))
+    print(shown(format_table(summaries, average)))
     print(f"skipped files: {len(skipped)}" + (" (listed in summary.json)" if skipped else ""))
-    print(f"per-image results: {args.output_path / 'results.csv'}")
+    print(shown(f"per-image results: {args.output_path / 'results.csv'}"))
     return EXIT_SKIPPED if skipped else EXIT_OK
+
+
+def left_after_interrupt(args: argparse.Namespace) -> str:
+    """What an interrupted run leaves: the rows scored so far, never a results.csv."""
+    partial = args.output_path / "results.csv.partial"
+    if partial.is_file():
+        return f"no results.csv nor summary.json written; the rows scored so far are in {partial}"
+    return "nothing scored"
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    sys.exit(main(parse_args()))
+    show_names_in_output()
+    arguments = parse_args()
+    sys.exit(run_interruptible(lambda: main(arguments), lambda: left_after_interrupt(arguments)))

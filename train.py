@@ -60,6 +60,7 @@ from utils.distributed import (
 )
 from utils.ema import WeightAverage
 from utils.encoder_loss import contrastive_accuracy, contrastive_loss
+from utils.paths import show_names_in_output, shown
 from utils.precision import PRECISIONS, needs_grad_scaler, warn_if_slow_precision
 from utils.progress import bars_wanted, format_values
 from utils.run_log import RunLog, log_validation
@@ -72,7 +73,7 @@ from utils.run_state import (
     seed_everything,
     set_rng_states,
 )
-from utils.stop import GracefulStop
+from utils.stop import EXIT_INTERRUPTED, GracefulStop
 from utils.task_loss import (
     HEAD_LR_SCALE,
     RestorerWithUncertainty,
@@ -306,7 +307,7 @@ def check_data(args: argparse.Namespace) -> bool:
     ]
     if args.val_every:
         parts.append(("validation", scan_validation_data(args.de_type, data_folders(args, True))))
-    print(format_data_check(parts), flush=True)
+    print(shown(format_data_check(parts)), flush=True)
     return all(scan.usable for _, scans in parts for scan in scans)
 
 
@@ -814,6 +815,7 @@ def cli() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    show_names_in_output()
     args = parse_args()
     try:
         if args.check_data:
@@ -826,6 +828,9 @@ def cli() -> None:
     except (FileNotFoundError, CheckpointError, SetupError) as error:  # cannot start
         logger.error("%s", error)
         raise SystemExit(EXIT_SETUP) from None
+    except KeyboardInterrupt:  # before the training loop's own stop (setup, --check_data)
+        logger.error("interrupted (Ctrl-C)")
+        raise SystemExit(EXIT_INTERRUPTED) from None
     if result.interrupted:  # saved and resumable, but not finished: say so to the caller
         raise SystemExit(128 + signal.Signals[result.interrupted].value)
 

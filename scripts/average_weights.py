@@ -54,6 +54,8 @@ from utils.checkpoint import (  # noqa: E402
     save_weights_as,
     trained_types,
 )
+from utils.paths import show_names_in_output  # noqa: E402
+from utils.stop import run_interruptible  # noqa: E402
 from utils.train_dataset import (  # noqa: E402
     CLEAN,
     TYPE_FOLDERS,
@@ -280,4 +282,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    show_names_in_output()
+    sys.exit(run_interruptible(main))

@@ -29,6 +29,8 @@ from utils.eval_dataset import LayoutError, find_dehaze_sets, find_denoise_sets 
 from utils.image_io import ImageReadError, read_image  # noqa: E402
 from utils.metrics import psnr, ssim  # noqa: E402
 from utils.optional import require  # noqa: E402
+from utils.paths import show_names_in_output, shown_all  # noqa: E402
+from utils.stop import run_interruptible  # noqa: E402
 from utils.synthetic import box_blur  # noqa: E402
 
 
@@ -131,8 +133,9 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['input_psnr']:>8.2f} {r['images']:>6d}"
         )
     if args.output:
-        args.output.write_text(json.dumps(results, indent=2) + "\n")
+        args.output.write_text(json.dumps(shown_all(results), indent=2) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    show_names_in_output()
+    sys.exit(run_interruptible(main))

@@ -41,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from utils.fingerprints import digests_of_test_sets, find_test_content  # noqa: E402
 from utils.image_files import ImageReadError, list_images, read_image, save_image  # noqa: E402
 from utils.pairing import LayoutError, Pair, PairScan, find_pairs  # noqa: E402
+from utils.paths import name_bytes, show_names_in_output, shown  # noqa: E402
+from utils.stop import run_interruptible  # noqa: E402
 from utils.synthetic import add_haze, motion_blur, random_haze_parameters  # noqa: E402
 
 TEST_FOLDERS = {"eval15", "test"}  # LOL's test set as released and as extracted
@@ -62,7 +64,7 @@ def link(source: Path, target: Path) -> None:
 def write_val_haze(clean_path: Path, folder: Path, seed: int) -> None:
     """A hazy copy of one held-out photo, its parameters (utils/synthetic.py) seeded by
     (seed, file name); A and beta rounded as RESIDE names them, and made with those values."""
-    rng = np.random.default_rng([seed, zlib.crc32(clean_path.name.encode())])
+    rng = np.random.default_rng([seed, zlib.crc32(name_bytes(clean_path.name))])
     parameters = random_haze_parameters(rng)
     parameters["atmosphere"] = round(parameters["atmosphere"], 2)
     parameters["beta"] = round(parameters["beta"], 3)
@@ -74,7 +76,7 @@ def write_val_haze(clean_path: Path, folder: Path, seed: int) -> None:
 
 def write_val_blur(clean_path: Path, folder: Path, seed: int) -> None:
     """A motion-blurred copy of one held-out photo, the kernel seeded by (seed, file name)."""
-    rng = np.random.default_rng([seed, zlib.crc32(clean_path.name.encode()), BLUR_SALT])
+    rng = np.random.default_rng([seed, zlib.crc32(name_bytes(clean_path.name)), BLUR_SALT])
     clean = read_image(clean_path)
     save_image(folder / "input" / f"{clean_path.stem}.png", motion_blur(clean, rng))
     save_image(folder / "target" / f"{clean_path.stem}.png", clean)
@@ -219,8 +221,9 @@ def exclude_test_content(images: list[Path], test_folders: list[Path], output: P
         return set()
     matches = find_test_content(images, digests_of_test_sets(test_folders))
     output.mkdir(parents=True, exist_ok=True)
-    lines = [f"{path}\t{test}" for path, test in sorted(matches.items())]
-    (output / "excluded_test_content.txt").write_text("".join(line + "\n" for line in lines))
+    lines = [shown(f"{path}\t{test}") for path, test in sorted(matches.items())]
+    text = "".join(line + "\n" for line in lines)
+    (output / "excluded_test_content.txt").write_text(text, encoding="utf-8")
     return set(matches)
 
 
@@ -263,4 +266,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    show_names_in_output()
+    sys.exit(run_interruptible(main))

@@ -24,18 +24,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pickle
 import re
 import struct
-import tempfile
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import IO, Any
+from typing import Any
 
 import torch
+
+from utils.paths import write_atomic
 
 MODEL_KWARGS = ("n_feats", "n_groups", "n_blocks")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -77,27 +76,9 @@ class CheckpointError(RuntimeError):
 # ---------------------------------------------------------------------------------------------
 
 
-def _write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
-    """``write`` into a temporary file in the same folder, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes the file private (0600); give it the usual rw-r--r-- of a saved file.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint_atomic(obj: Any, path: str | Path) -> None:
     """torch.save to a temporary file in the same folder, then rename over ``path``."""
-    _write_atomic(path, lambda f: torch.save(obj, f))
+    write_atomic(path, lambda f: torch.save(obj, f), durable=True)
 
 
 def safetensors_metadata(
@@ -151,7 +132,7 @@ def save_safetensors_atomic(
         raise ValueError(f"{path}: size {wrong} does not match the tensors ({inferred})")
     tensors = {key: value.detach().cpu().contiguous() for key, value in state_dict.items()}
     data = _safetensors_torch(path).save(tensors, metadata=metadata)
-    _write_atomic(path, lambda f: f.write(data))
+    write_atomic(path, lambda f: f.write(data), durable=True)
 
 
 # ---------------------------------------------------------------------------------------------

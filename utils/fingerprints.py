@@ -15,13 +15,12 @@ matches, while a crop, a resize or a re-encoding with loss does not.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from utils.image_files import IMAGE_EXTENSIONS, ImageReadError, read_image
+from utils.image_files import ImageReadError, images_under, read_image
 
 
 def pixel_digest(image: np.ndarray) -> str:
@@ -35,30 +34,6 @@ def pixel_digest(image: np.ndarray) -> str:
     digest = hashlib.sha256(np.asarray(image.shape, dtype=np.int64).tobytes())
     digest.update(np.ascontiguousarray(image).tobytes())
     return digest.hexdigest()
-
-
-def images_under(folder: Path) -> list[Path]:
-    """Every image file under ``folder`` (subfolders and linked folders too, each real folder
-    once), sorted.
-
-    Raises:
-        FileNotFoundError: ``folder`` is not a folder.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: folder not found")
-    found, seen = [], set()
-    for root, folders, files in os.walk(folder, followlinks=True):
-        real = os.path.realpath(root)
-        if real in seen:  # a link cycle, or two links to one folder
-            folders[:] = []
-            continue
-        seen.add(real)
-        folders.sort()
-        found += [
-            Path(root) / name for name in files if Path(name).suffix.lower() in IMAGE_EXTENSIONS
-        ]
-    return sorted(found)
 
 
 def digests_of_test_sets(test_folders: Iterable[Path]) -> dict[str, Path]:

@@ -11,6 +11,7 @@ import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 
 from utils.image_io import save_image
+from utils.paths import shown_all
 from utils.train_dataset import ValidationImage
 
 
@@ -19,7 +20,8 @@ class RunLog:
 
     def __init__(self, log_dir: Path, args: argparse.Namespace) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
-        (log_dir / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
+        # Names that are not UTF-8 (a data folder's) are written as utils.paths.shown shows them.
+        (log_dir / "args.json").write_text(json.dumps(shown_all(vars(args)), indent=2) + "\n")
         self.writer = SummaryWriter(str(log_dir))
         self.jsonl = (log_dir / "log.jsonl").open("a")
         self.start = time.time()
@@ -34,7 +36,7 @@ class RunLog:
                 self.writer.add_scalar(f"{kind}/{name}", float(value), step)
         record = {"kind": kind, "step": step, "epoch": epoch, **values}
         record["wall_s"] = round(time.time() - self.start, 2)
-        self.jsonl.write(json.dumps(record) + "\n")
+        self.jsonl.write(json.dumps(shown_all(record)) + "\n")
         self.jsonl.flush()
 
     def close(self) -> None:

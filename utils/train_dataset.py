@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import signal
 from collections.abc import Iterator, Mapping, Sequence
@@ -40,8 +39,8 @@ from torch.utils.data import Dataset, Sampler
 
 from utils.degradations import add_gaussian_noise, crop_to_multiple, noise_rng, random_dihedral
 from utils.eval_dataset import find_denoise_sets, find_paired_sets
-from utils.image_files import distinct_names, image_size
-from utils.image_io import ImageReadError, list_images, read_image
+from utils.image_files import distinct_names, image_size, images_under
+from utils.image_io import ImageReadError, read_image
 from utils.pairing import (
     MIN_SIDE,
     LayoutError,
@@ -136,18 +135,6 @@ class TypeScan:
     @property
     def usable(self) -> bool:
         return self.error is None
-
-
-def find_images_recursive(folder: str | Path) -> list[Path]:
-    """Every image under ``folder`` (sorted); other files are skipped with a logged note."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: folder not found")
-    images = []
-    for root, dirs, _ in os.walk(folder):
-        dirs.sort()
-        images += list_images(root)
-    return images
 
 
 def photo_problem(path: Path) -> str | None:
@@ -250,7 +237,7 @@ def _scan_training_type(
         if scan.folder not in photo_scans:  # one header scan per folder, shared by its types
             photos = TypeScan(de_type, scan.flag, scan.folder)
             try:
-                _scan_photos(photos, find_images_recursive(scan.folder))
+                _scan_photos(photos, images_under(scan.folder))
             except FileNotFoundError as error:
                 photos.error = f"{scan.flag} {error}"
             photo_scans[scan.folder] = photos
