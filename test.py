@@ -23,6 +23,12 @@ The protocol is the paper's by default:
 Beside every restored score, the degraded input's own PSNR/SSIM and the gain over it are
 reported, so a table shows at once whether the model helps.
 
+Each set is identified by its content, not its name: compared with the benchmark fingerprints
+of data/benchmarks/ (utils/fingerprints.py), it is "identical to the fingerprint of X", or
+differs from the nearest one (N of M present; the missing, extra and changed images named), or
+is "no known benchmark" (the bundled samples: crops). A copy that differs is still scored; what
+was found is printed after the table and recorded in summary.json (``copies``).
+
 Writes ``results.csv`` (one row per image and task), ``summary.json`` and, with
 ``--save_images``, the restored images under ``--output_path``; prints a summary table.
 results.csv and summary.json appear only complete (written aside, then renamed), so a killed
@@ -71,6 +77,13 @@ from utils.eval_dataset import (
     find_denoise_sets,
     find_derain_sets,
     find_lowlight_sets,
+)
+from utils.fingerprints import (
+    CopyReport,
+    HashCache,
+    default_cache_path,
+    identify_copy,
+    load_benchmarks,
 )
 from utils.image_files import distinct_names
 from utils.image_io import ImageReadError, image_to_tensor, read_image, save_image, tensor_to_image
@@ -518,6 +531,30 @@ def set_folder(test_set: ImageSet) -> Path:
     return Path(os.path.commonpath([os.path.abspath(p.parent) for p in files]))
 
 
+def set_files(test_set: ImageSet) -> dict[str, Path]:
+    """Every file of a set (both sides of its pairs, unpaired files too), each once, by its
+    path relative to ``set_folder`` (``/``-separated, as fingerprints name images)."""
+    folder = set_folder(test_set)
+    paths = [p for pair in test_set.pairs for p in (pair.degraded, pair.target) if p is not None]
+    paths += [path for path, _ in test_set.problems]
+    return {Path(os.path.relpath(path, folder)).as_posix(): path for path in paths}
+
+
+def identify_sets(sets: list[ImageSet]) -> list[tuple[ImageSet, CopyReport]]:
+    """Which copy of which benchmark each set is, by content (utils/fingerprints.py), hashes
+    cached in ``default_cache_path()``; logged, a copy that differs as a warning."""
+    benchmarks = load_benchmarks()
+    cache = HashCache(default_cache_path())
+    copies = []
+    for test_set in sets:
+        report = identify_copy(set_files(test_set), benchmarks, cache)
+        log = logger.warning if report.benchmark and not report.identical else logger.info
+        log("%s (%s): %s", test_set.name, set_folder(test_set), report.describe())
+        copies.append((test_set, report))
+    cache.save()
+    return copies
+
+
 AVERAGED = ("psnr", "ssim", "input_psnr", "input_ssim", "gain_psnr", "gain_ssim")
 
 
@@ -604,9 +641,12 @@ def write_summary(
     skipped: dict[Path, str],
     types: list[str] | None,
     average: dict | None,
+    copies: list[tuple[ImageSet, CopyReport]],
 ) -> None:
     """summary.json: the checkpoint and its trained types, the protocol, one record per
-    (set, task), the five-task average (mode 4, else null) and the skipped files."""
+    (set, task), the five-task average (mode 4, else null), the skipped files, and which copy
+    of which benchmark each set is (``copies``: ``CopyReport.as_json`` with the set's name,
+    task and folder)."""
     summary = {
         "mode": args.mode,
         "ckpt": str(ckpt),
@@ -623,6 +663,10 @@ def write_summary(
         "results": [_json_record(s) for s in summaries],
         "five_task_average": _json_record(average) if average else None,
         "skipped": [{"path": str(p), "reason": reason} for p, reason in skipped.items()],
+        "copies": [
+            {"set": s.name, "task": s.task, "folder": str(set_folder(s)), **report.as_json()}
+            for s, report in copies
+        ],
     }
     write_text_atomic(path, json.dumps(shown_all(summary), indent=2) + "\n")
 
@@ -678,6 +722,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         device = resolve_device(args.device)
         sets = find_sets(args)
+        copies = identify_sets(sets)
         model = load_airnet(ckpt, device)
         types = trained_types(ckpt)
     except (LayoutError, FileNotFoundError, RuntimeError, ValueError) as error:
@@ -703,11 +748,13 @@ def main(args: argparse.Namespace) -> int:
         five_tasks = args.mode == FIVE_TASKS
         average = task_average(summaries, MODE_TASKS[args.mode]) if five_tasks else None
         summary_path = args.output_path / "summary.json"
-        write_summary(summary_path, args, ckpt, device, summaries, skipped, types, average)
+        write_summary(summary_path, args, ckpt, device, summaries, skipped, types, average, copies)
     except OSError as error:  # unwritable output folder, disk full
         logger.error("cannot write the results in %s: %s", args.output_path, error)
         return EXIT_SETUP
     print(shown(format_table(summaries, average)))
+    for test_set, report in copies:
+        print(shown(f"copy scored as {test_set.name}: {report.describe()}"))
     print(f"skipped files: {len(skipped)}" + (" (listed in summary.json)" if skipped else ""))
     print(shown(f"per-image results: {args.output_path / 'results.csv'}"))
     return EXIT_SKIPPED if skipped else EXIT_OK

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from utils.fingerprints import fingerprint_folder, write_fingerprint
 from utils.metrics import psnr
 from utils.pairing import find_pairs
 
@@ -134,6 +135,37 @@ def test_derain_split_pairs_through_the_pairing_module(tmp_path, clean_dir):
     assert len(train.pairs) == 3 and len(val.pairs) == 2
     assert train.problems == [] and val.problems == []
     assert all(p.clean.resolve().name == "no" + p.degraded.resolve().name for p in val.pairs)
+
+
+def test_exclude_test_leaves_out_test_images_and_their_changed_copies(tmp_path, clean_dir):
+    """--exclude_test takes fingerprints (a file, or a folder of them) or a folder of test
+    images: a photo with a test image's pixels, and one that is a test image flipped, are
+    left out and listed (issue 30: the fingerprints and decision 13's exclusion are one)."""
+    tests = tmp_path / "tests/Set"
+    tests.mkdir(parents=True)
+    Image.open(clean_dir / "p1.png").save(tests / "a.bmp")  # same pixels, another container
+    Image.fromarray(np.asarray(Image.open(clean_dir / "p2.png"))[:, ::-1]).save(tests / "b.png")
+    write(tmp_path / "rain/rainy/rain-1.png", 1)
+    write(tmp_path / "rain/rainy/rain-2.png", 2)
+    write(tmp_path / "rain/gt/norain-2.png", 3)
+    Image.open(clean_dir / "p1.png").save(tmp_path / "rain/gt/norain-1.png")  # a test target
+    write_fingerprint(fingerprint_folder(tmp_path / "tests", "Set", "here"), tmp_path / "fp/s.json")
+    for index, reference in enumerate(
+        [tmp_path / "tests", tmp_path / "fp", tmp_path / "fp/s.json"]
+    ):
+        output = tmp_path / f"split{index}"
+        argv = ["--clean_dir", str(clean_dir), "--output", str(output), "--val_clean", "2"]
+        argv += ["--derain_dir", str(tmp_path / "rain"), "--val_derain", "0"]
+        assert make_split.main([*argv, "--exclude_test", str(reference)]) == 0
+        kept = [p.name for part in ("train", "val") for p in (output / part / "denoise").iterdir()]
+        assert sorted(kept) == ["p0.png", "p3.png", "p4.png", "p5.png"]
+        assert [p.name for p in (output / "train/derain/rainy").iterdir()] == ["rain-2.png"]
+        listed = (output / "excluded_test_content.txt").read_text().splitlines()
+        assert [line.split("\t")[0] for line in listed] == [
+            str(clean_dir / "p1.png"),
+            str(clean_dir / "p2.png"),
+            str(tmp_path / "rain/gt/norain-1.png"),
+        ]
 
 
 def test_deblur_testset_is_fixed_and_in_input_target_layout(tmp_path, clean_dir, capsys):
