@@ -42,6 +42,7 @@ from utils.checkpoint import (  # noqa: E402
     is_hub_reference,
     trained_types,
 )
+from utils.cli import ArgumentParser, Range  # noqa: E402
 from utils.image_files import (  # noqa: E402
     ImageReadError,
     distinct_names,
@@ -313,7 +314,7 @@ def build_app(choices: list[str]) -> gr.Blocks:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="Serve AirNet in a local web page (Gradio).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -326,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
         "degradations) or the one-by-one file of a task you know (denoise, derain, dehaze)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=7860, help="port")
+    parser.add_argument("--port", type=Range(int, 1, 65535), default=7860, help="port")
     return parser
 
 

@@ -41,6 +41,7 @@ from utils.checkpoint import (
     task_checkpoint,
     trained_types,
 )
+from utils.cli import ArgumentParser
 from utils.image_files import distinct_names, find_inputs, image_mode, save_image_atomic
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image_alpha
 from utils.paths import show_names_in_output
@@ -57,7 +58,7 @@ EXIT_OK, EXIT_FAILED, EXIT_SETUP = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="Restore images with AirNet (noise, rain, haze; the degradation is inferred).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -36,6 +36,7 @@ import torch.nn as nn
 from net import AirNet, load_airnet
 from net.deform_conv import DCN_layer
 from utils.checkpoint import trained_types
+from utils.cli import N_BLOCKS, N_FEATS, N_GROUPS, SEED, ArgumentParser, Range
 from utils.image_files import image_to_array, list_images, read_image
 from utils.optional import exit_missing_package
 from utils.paths import show_names_in_output
@@ -53,11 +54,12 @@ logger = logging.getLogger("export")
 # DCN implementation per opset: DeformConv arrived in opset 19.
 DCN_FOR_OPSET = {19: "torchvision", 16: "grid_sample"}
 DEFAULT_SIZES = ("64x64", "45x77", "96x50")  # (height x width): square, odd, non-square
+MAX_CHECK_SIDE = 2048  # the check runs whole images in both runtimes: 4 MP at most
 EXIT_OK, EXIT_MISMATCH, EXIT_SETUP = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="Export AirNet to ONNX and check ONNX Runtime against PyTorch.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -88,19 +90,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("data/demo"),
         help="photos cropped for the check (random pixels if the folder has none)",
     )
-    parser.add_argument("--tolerance", type=float, default=1e-4, help="max abs difference")
-    parser.add_argument("--n_feats", type=int, default=64, help="without --ckpt: random model")
-    parser.add_argument("--n_groups", type=int, default=5, help="without --ckpt: random model")
-    parser.add_argument("--n_blocks", type=int, default=5, help="without --ckpt: random model")
-    parser.add_argument("--seed", type=int, default=0, help="without --ckpt: weights' seed")
+    parser.add_argument(
+        "--tolerance", type=Range(float, 0, 1), default=1e-4, help="max abs difference"
+    )
+    parser.add_argument("--n_feats", type=N_FEATS, default=64, help="without --ckpt: random model")
+    parser.add_argument("--n_groups", type=N_GROUPS, default=5, help="without --ckpt: random model")
+    parser.add_argument("--n_blocks", type=N_BLOCKS, default=5, help="without --ckpt: random model")
+    parser.add_argument("--seed", type=SEED, default=0, help="without --ckpt: weights' seed")
     return parser
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'45x77' -> (45, 77) as (height, width)."""
+    """'45x77' -> (45, 77) as (height, width); each side from 1 to MAX_CHECK_SIDE."""
     match = re.fullmatch(r"(\d+)x(\d+)", text)
-    if not match or min(int(match[1]), int(match[2])) < 1:
-        raise ValueError(f"size {text!r}: expected HEIGHTxWIDTH, e.g. 45x77")
+    if not match or not all(1 <= int(side) <= MAX_CHECK_SIDE for side in match.groups()):
+        raise ValueError(
+            f"--sizes {text!r}: expected HEIGHTxWIDTH, each side from 1 to {MAX_CHECK_SIDE}, "
+            "e.g. 45x77"
+        )
     return int(match[1]), int(match[2])
 
 

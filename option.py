@@ -15,6 +15,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from utils.cli import (
+    N_BLOCKS,
+    N_FEATS,
+    N_GROUPS,
+    PATCH_SIZE,
+    SEED,
+    ArgumentParser,
+    Range,
+)
 from utils.config import ConfigError, config_to_argv, read_config
 from utils.encoder_loss import ENCODER_LOSSES
 from utils.pairing import describe_layouts
@@ -30,10 +39,21 @@ PATCHES_PER_TYPE_PER_EPOCH = 400  # the official epoch: 400 * len(de_type) sampl
 # Sample data in a clone; deblur and lowlight have none, so no default.
 DEFAULT_DIRS = {"derain": "data/train/derain/", "dehaze": "data/train/dehaze/"}
 
+# The stated range of every numeric flag (utils/cli.py's Range, checked as the command line and
+# the --config file are parsed). Counts of epochs and steps have no natural limit: 10^9 only
+# keeps them finite.
+MAX_COUNT = 10**9
+LR = Range(float, above=0, maximum=1)  # Adam at a rate above 1 diverges at once
+VAL_IMAGES = Range(int, 0, 10**6)  # 0: all
+VAL_CROP = Range(int, 16, 2**16, zero=True)  # 0: whole images; under 16 px is too small
+# One batch (per process) holds at most the pixels of the paper's five patches at the largest
+# --patch_size: batch_size x patch_size^2 <= 5 x 256^2 (about 44 GB at the paper's size).
+MAX_BATCH_PIXELS = 5 * PATCH_SIZE.maximum**2
+
 
 def get_parser() -> argparse.ArgumentParser:
     """The parser of ``train.py``; every flag documents itself in ``--help``."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="Train AirNet (CVPR 2022) on several degradations at once.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -44,14 +64,16 @@ def get_parser() -> argparse.ArgumentParser:
         help="a YAML recipe of flag: value lines (configs/); the command line overrides it",
     )
     recipe = parser.add_argument_group("recipe (official flags and defaults)")
-    recipe.add_argument("--epochs", type=int, default=1000, help="total number of epochs")
+    recipe.add_argument(
+        "--epochs", type=Range(int, 1, MAX_COUNT), default=1000, help="total number of epochs"
+    )
     recipe.add_argument(
         "--epochs_encoder",
-        type=int,
+        type=Range(int, 0, MAX_COUNT),
         default=100,
         help="epochs of phase 1 (encoder only, contrastive loss) before the whole model trains",
     )
-    recipe.add_argument("--lr", type=float, default=1e-3, help="initial learning rate of Adam")
+    recipe.add_argument("--lr", type=LR, default=1e-3, help="initial learning rate of Adam")
     recipe.add_argument(
         "--de_type",
         nargs="+",
@@ -64,8 +86,12 @@ def get_parser() -> argparse.ArgumentParser:
         "denoise_25 derain dehaze deblur lowlight (deblur and lowlight need --deblur_dir and "
         "--lowlight_dir, or --synthetic)",
     )
-    recipe.add_argument("--patch_size", type=int, default=128, help="side of the training crops")
-    recipe.add_argument("--num_workers", type=int, default=16, help="data-loader worker processes")
+    recipe.add_argument(
+        "--patch_size", type=PATCH_SIZE, default=128, help="side of the training crops"
+    )
+    recipe.add_argument(
+        "--num_workers", type=Range(int, 0, 256), default=16, help="data-loader worker processes"
+    )
 
     data = parser.add_argument_group("data")
     data.add_argument(
@@ -136,20 +162,20 @@ def get_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     run.add_argument(
         "--batch_size",
-        type=int,
+        type=Range(int, 1, MAX_BATCH_PIXELS // PATCH_SIZE.minimum**2),
         default=None,
         help="patches per step and process, a multiple of the number of types so that every "
         "type is equally represented (default: one patch per type, as official)",
     )
     run.add_argument(
         "--epoch_size",
-        type=int,
+        type=Range(int, 1, 10**6),
         default=PATCHES_PER_TYPE_PER_EPOCH,
         help="patches of each type per epoch (official 400), so an epoch has "
         "epoch_size * len(de_type) / (batch_size * world_size) steps",
     )
     run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    run.add_argument("--seed", type=int, default=0, help="seed of the model and the data stream")
+    run.add_argument("--seed", type=SEED, default=0, help="seed of the model and the data stream")
     run.add_argument(
         "--resume",
         default=None,
@@ -165,26 +191,37 @@ def get_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--checkpoint_every_minutes",
-        type=float,
+        type=Range(float, 0, 7 * 24 * 60),
         default=30.0,
         help="also write the resumable checkpoint mid-epoch when this long has passed since the "
         "last one (0: only at the end of epochs), so a killed run loses at most this much",
     )
     run.add_argument(
         "--checkpoint_every_steps",
-        type=int,
+        type=Range(int, 0, MAX_COUNT),
         default=0,
         help="also write the resumable checkpoint every N optimiser steps (0: off)",
     )
     run.add_argument(
-        "--save_every", type=int, default=50, help="keep a model-only export every N epochs"
+        "--save_every",
+        type=Range(int, 1, MAX_COUNT),
+        default=50,
+        help="keep a model-only export every N epochs",
     )
-    run.add_argument("--val_every", type=int, default=10, help="validate every N epochs (0: never)")
+    run.add_argument(
+        "--val_every",
+        type=Range(int, 0, MAX_COUNT),
+        default=10,
+        help="validate every N epochs (0: never)",
+    )
     run.add_argument(
         "--log_dir", default="logs/", help="TensorBoard events, log.jsonl and args.json"
     )
     run.add_argument(
-        "--log_every", type=int, default=10, help="write training scalars every N steps"
+        "--log_every",
+        type=Range(int, 1, MAX_COUNT),
+        default=10,
+        help="write training scalars every N steps",
     )
     run.add_argument(
         "--precision",
@@ -200,14 +237,14 @@ def get_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--max_steps",
-        type=int,
+        type=Range(int, 1, MAX_COUNT),
         default=None,
         help="stop after this many optimiser steps in all (smoke runs); the checkpoint "
         "written then resumes mid-epoch",
     )
     run.add_argument(
         "--ema_decay",
-        type=float,
+        type=Range(float, 0, below=1),
         default=0.0,
         help="validate and export an exponential moving average of the weights with this "
         "decay (e.g. 0.999: about the last 1,000 steps); 0: off, as the paper",
@@ -232,7 +269,7 @@ def get_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--tur_floor",
-        type=float,
+        type=Range(float, above=0, maximum=1),
         default=0.01,
         help="with --loss_weighting tur: lower bound of a type's mean uncertainty, so a type "
         "with L1 near 0 (clean) gets a weight of at most 1/floor",
@@ -272,10 +309,10 @@ def get_parser() -> argparse.ArgumentParser:
         help=f"held-out low-light pairs ({describe_layouts('lowlight', 'val')}; e.g. scripts/"
         "make_split.py --val_lowlight, never LOL's eval15); needed when lowlight is validated",
     )
-    val.add_argument("--val_images", type=int, default=4, help="images per type (0: all)")
+    val.add_argument("--val_images", type=VAL_IMAGES, default=4, help="images per type (0: all)")
     val.add_argument(
         "--val_crop",
-        type=int,
+        type=VAL_CROP,
         default=256,
         help="centre-crop validation images to at most this side (0: whole image)",
     )
@@ -289,12 +326,12 @@ def get_parser() -> argparse.ArgumentParser:
     )
 
     model = parser.add_argument_group("model size (defaults = paper; smaller for smoke runs)")
-    model.add_argument("--n_feats", type=int, default=64, help="width of DGRN and the encoder")
-    model.add_argument("--n_groups", type=int, default=5, help="DGGs in DGRN")
-    model.add_argument("--n_blocks", type=int, default=5, help="DGBs per DGG")
+    model.add_argument("--n_feats", type=N_FEATS, default=64, help="width of DGRN and the encoder")
+    model.add_argument("--n_groups", type=N_GROUPS, default=5, help="DGGs in DGRN")
+    model.add_argument("--n_blocks", type=N_BLOCKS, default=5, help="DGBs per DGG")
     model.add_argument(
         "--queue_size",
-        type=int,
+        type=Range(int, 1, 2**20),
         default=None,
         help="MoCo queue length (default: 256 * batch_size * world_size, as official)",
     )
@@ -353,8 +390,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         try:
             values = read_config(args.config)
             config_argv = config_to_argv(values, parser, args.config)
-        except ConfigError as error:
-            parser.error(str(error))
+        except ConfigError as error:  # about the file's content: its one line, no usage
+            parser.exit(2, f"{parser.prog}: error: {error}\n")
         args = parser.parse_args([*config_argv, *argv])  # the command line comes last: wins
         given |= given_flags(parser, config_argv)
         args.config = str(Path(args.config).resolve())
@@ -363,33 +400,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if "amp" in given:
         given.add("precision")
     args.given = sorted(given)
-    for name in ("epochs", "patch_size", "epoch_size", "save_every", "log_every"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name} must be positive")
-    for name in ("epochs_encoder", "num_workers", "val_every", "val_images", "val_crop"):
-        if getattr(args, name) < 0:
-            parser.error(f"--{name} must not be negative")
-    if not 0.0 <= args.ema_decay < 1.0:
-        parser.error(f"--ema_decay must be in [0, 1) (0: off), got {args.ema_decay}")
-    if args.tur_floor <= 0:
-        parser.error(f"--tur_floor must be positive, got {args.tur_floor}")
-    if args.max_steps is not None and args.max_steps <= 0:
-        parser.error("--max_steps must be positive")
     if args.amp:
         if args.precision not in ("fp32", "fp16"):
             parser.error(
                 f"--amp means --precision fp16; it contradicts --precision {args.precision}"
             )
         args.precision = "fp16"
-    if args.checkpoint_every_minutes < 0 or args.checkpoint_every_steps < 0:
-        parser.error("--checkpoint_every_minutes and --checkpoint_every_steps must not be negative")
     if args.resume and args.init_from:
         parser.error("--resume continues a run, --init_from starts a new one: give one of them")
-    if not args.resume:
+    if not args.resume:  # a resumed run's batch and patch are the checkpoint's (decision 6)
         try:
             complete_settings(args)
         except SettingsError as error:
             parser.error(str(error))
+        pixels = args.batch_size * args.patch_size**2
+        if pixels > MAX_BATCH_PIXELS:
+            parser.error(
+                f"--batch_size {args.batch_size} x --patch_size {args.patch_size}^2 = {pixels} "
+                f"pixels per step: at most {MAX_BATCH_PIXELS} fit in memory (5 patches of "
+                f"{PATCH_SIZE.maximum})"
+            )
     return args
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.cli import ArgumentParser, Range
 from utils.image_files import (
     IMAGE_EXTENSIONS,
     ImageReadError,
@@ -64,7 +65,7 @@ ORT_BYTES_PER_PIXEL_PER_FEAT = 256
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="Restore images with an AirNet ONNX file in ONNX Runtime (no PyTorch).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -73,7 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, default=Path("output/onnx"), help="result folder")
     add_tile_arguments(parser)
     parser.add_argument(
-        "--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: its default)"
+        "--threads",
+        type=Range(int, 0, 1024),
+        default=0,
+        help="ONNX Runtime intra-op threads (0: its default)",
     )
     return parser
 

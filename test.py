@@ -67,6 +67,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from net import load_airnet
 from utils.checkpoint import default_checkpoint, describe_trained_types, trained_types
+from utils.cli import SEED, SIGMA, ArgumentParser
 from utils.degradations import add_gaussian_noise, crop_to_multiple, noise_rng
 from utils.eval_dataset import (
     ImagePair,
@@ -147,7 +148,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="PSNR/SSIM of AirNet on the paper's test sets.",
         formatter_class=HelpFormatter,
     )
@@ -201,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--sigmas",
-        type=int,
+        type=SIGMA,
         nargs="+",
         help="noise levels to test; default 15 25 50, in mode 4 only 25 (the five-task protocol)",
     )
@@ -229,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--y_channel", action="store_true", help="PSNR/SSIM on the Y channel (BT.601)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="base seed of the test noise")
+    parser.add_argument("--seed", type=SEED, default=0, help="base seed of the test noise")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     add_tile_arguments(
         parser,

@@ -43,7 +43,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from net import load_airnet  # noqa: E402
-from option import DE_TYPES  # noqa: E402
+from option import DE_TYPES, VAL_CROP, VAL_IMAGES  # noqa: E402
 from utils.checkpoint import (  # noqa: E402
     MODEL_KWARGS,
     CheckpointError,
@@ -54,6 +54,7 @@ from utils.checkpoint import (  # noqa: E402
     save_weights_as,
     trained_types,
 )
+from utils.cli import ArgumentParser  # noqa: E402
 from utils.paths import show_names_in_output  # noqa: E402
 from utils.stop import run_interruptible  # noqa: E402
 from utils.train_dataset import (  # noqa: E402
@@ -220,9 +221,11 @@ def add_validation_arguments(parser: argparse.ArgumentParser, val_images: int) -
         help="types to validate (default: those the first file records, else the paper's five)",
     )
     parser.add_argument(
-        "--val_images", type=int, default=val_images, help="images per type (0: all)"
+        "--val_images", type=VAL_IMAGES, default=val_images, help="images per type (0: all)"
     )
-    parser.add_argument("--val_crop", type=int, default=256)
+    parser.add_argument(
+        "--val_crop", type=VAL_CROP, default=256, help="centre crop's side (0: whole images)"
+    )
     parser.add_argument(
         "--clean",
         action="store_true",
@@ -231,7 +234,7 @@ def add_validation_arguments(parser: argparse.ArgumentParser, val_images: int) -
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     val = commands.add_parser("validate", help="PSNR per type on a validation split")
     add_validation_arguments(val, val_images=0)

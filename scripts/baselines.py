@@ -13,7 +13,6 @@ t = 1 - 0.95 dark(I / A), refined by a guided filter (radius 60, eps 1e-3), t >=
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -24,6 +23,7 @@ from scipy.ndimage import minimum_filter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from utils.cli import SEED, SIGMA, ArgumentParser, Range  # noqa: E402
 from utils.degradations import add_gaussian_noise, crop_to_multiple, noise_rng  # noqa: E402
 from utils.eval_dataset import LayoutError, find_dehaze_sets, find_denoise_sets  # noqa: E402
 from utils.image_io import ImageReadError, read_image  # noqa: E402
@@ -109,12 +109,14 @@ def run_dcp(paths: list[Path]) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--denoise_path", type=Path, nargs="*", default=[])
-    parser.add_argument("--sigmas", type=int, nargs="+", default=[15, 25, 50])
-    parser.add_argument("--images", type=int, default=0, help="first N images per set (0: all)")
+    parser.add_argument("--sigmas", type=SIGMA, nargs="+", default=[15, 25, 50])
+    parser.add_argument(
+        "--images", type=Range(int, 0, 10**6), default=0, help="first N images per set (0: all)"
+    )
     parser.add_argument("--dehaze_path", type=Path, nargs="*", default=[])
-    parser.add_argument("--seed", type=int, default=0, help="test.py's --seed")
+    parser.add_argument("--seed", type=SEED, default=0, help="test.py's --seed")
     parser.add_argument("--output", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args(argv)
     if args.denoise_path:  # before the dehazing runs, not after

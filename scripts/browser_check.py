@@ -32,6 +32,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from utils.cli import ArgumentParser, Range  # noqa: E402
+
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -47,7 +50,7 @@ LOCAL_SCHEMES = {"data", "blob", "about", "chrome", "devtools"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Check app.py in headless Chromium.")
+    parser = ArgumentParser(description="Check app.py in headless Chromium.")
     parser.add_argument("--ckpt", type=Path, default=None, help="weights (default: tiny random)")
     parser.add_argument("--image", type=Path, default=ROOT / "data/demo/31.png", help="upload")
     parser.add_argument(
@@ -55,7 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--chromium", default="/usr/bin/chromium", help="browser binary")
     parser.add_argument("--chromedriver", default="/usr/bin/chromedriver", help="driver binary")
-    parser.add_argument("--timeout", type=float, default=180, help="seconds for each wait")
+    parser.add_argument(
+        "--timeout",
+        type=Range(float, above=0, maximum=3600),
+        default=180,
+        help="seconds for each wait",
+    )
     return parser
 
 

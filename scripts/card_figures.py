@@ -15,7 +15,6 @@ each task that test.py --save_images restored, with its degraded input made as t
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from utils.cli import ArgumentParser, Range  # noqa: E402
 from utils.degradations import add_gaussian_noise, crop_to_multiple, noise_rng  # noqa: E402
 from utils.eval_dataset import (  # noqa: E402
     LayoutError,
@@ -168,7 +168,7 @@ def strips(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
     curve = sub.add_parser("curve")
     curve.add_argument(
@@ -176,7 +176,7 @@ def main() -> None:
     )
     curve.add_argument(
         "--start",
-        type=int,
+        type=Range(int, 0, 10**9),
         nargs="+",
         help="the step each stage began from (0 for the first; a later stage's --init_from "
         "checkpoint step); default: 0 each",

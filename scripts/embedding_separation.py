@@ -39,6 +39,7 @@ from average_weights import add_validation_arguments, validation_types  # noqa: 
 
 from net import AirNet, load_airnet  # noqa: E402
 from utils.checkpoint import CheckpointError  # noqa: E402
+from utils.cli import PATCH_SIZE, SEED, ArgumentParser, Range  # noqa: E402
 from utils.paths import show_names_in_output  # noqa: E402
 from utils.stop import run_interruptible  # noqa: E402
 from utils.train_dataset import TYPE_FOLDERS, DataError, build_validation_set  # noqa: E402
@@ -137,15 +138,15 @@ def separation(path: Path, images: list, types: list[str], args: argparse.Namesp
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     add_validation_arguments(parser, val_images=15)
-    parser.add_argument("--patch", type=int, default=64, help="patch side in px (training's)")
-    parser.add_argument("--patches", type=int, default=4, help="patches per image")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the patch positions")
+    parser.add_argument(
+        "--patch", type=PATCH_SIZE, default=64, help="patch side in px (training's)"
+    )
+    parser.add_argument("--patches", type=Range(int, 1, 1000), default=4, help="patches per image")
+    parser.add_argument("--seed", type=SEED, default=0, help="seed of the patch positions")
     parser.add_argument("--features", choices=FEATURES, default="fea")
     args = parser.parse_args(argv)
-    if args.patch < 16 or args.patches < 1:
-        parser.error("--patch must be at least 16 and --patches at least 1")
     try:
         types = validation_types(args.ckpts, args)
         folders = {

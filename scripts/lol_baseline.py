@@ -21,7 +21,6 @@ numbers a floor: what a global tone curve alone recovers.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from utils.cli import ArgumentParser  # noqa: E402
 from utils.degradations import crop_to_multiple  # noqa: E402
 from utils.image_files import ImageReadError, read_image  # noqa: E402
 from utils.metrics import psnr, ssim  # noqa: E402
@@ -110,7 +110,7 @@ def score(pairs, gamma: float, gain: float, crop: bool) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train_dir", type=Path, required=True, help="LOL training pairs")
     parser.add_argument("--test_dir", type=Path, required=True, help="LOL test pairs (eval15)")
     args = parser.parse_args(argv)

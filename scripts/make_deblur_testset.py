@@ -19,7 +19,6 @@ rounding between FFT libraries; the kernels are recorded).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import zlib
@@ -30,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from utils.cli import SEED, ArgumentParser  # noqa: E402
 from utils.image_files import ImageReadError, list_images, read_image, save_image  # noqa: E402
 from utils.paths import name_bytes, show_names_in_output, shown, shown_all  # noqa: E402
 from utils.stop import run_interruptible  # noqa: E402
@@ -77,10 +77,10 @@ def write_testset(clean_dir: Path, output: Path, seed: int = 0) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clean_dir", type=Path, required=True, help="clean photos (CBSD68)")
     parser.add_argument("--output", type=Path, required=True, help="the test set's folder")
-    parser.add_argument("--seed", type=int, default=0, help="keep 0: the published set")
+    parser.add_argument("--seed", type=SEED, default=0, help="keep 0: the published set")
     args = parser.parse_args(argv)
     try:
         count = write_testset(args.clean_dir, args.output, args.seed)

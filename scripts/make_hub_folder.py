@@ -44,6 +44,7 @@ from utils.checkpoint import (  # noqa: E402
     read_weights,
     save_safetensors_atomic,
 )
+from utils.cli import ArgumentParser  # noqa: E402
 from utils.paths import show_names_in_output  # noqa: E402
 from utils.stop import run_interruptible  # noqa: E402
 
@@ -222,7 +223,7 @@ def outputs_match(ckpt: Path, folder: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument("--ckpt", type=Path, default=SHIPPED_WEIGHTS, help="any weights file")

@@ -41,6 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from utils.cli import SEED, ArgumentParser, Range  # noqa: E402
 from utils.fingerprints import find_test_content, load_references  # noqa: E402
 from utils.image_files import ImageReadError, list_images, read_image, save_image  # noqa: E402
 from utils.pairing import LayoutError, Pair, PairScan, find_pairs  # noqa: E402
@@ -189,8 +190,11 @@ def split_lowlight(
     )
 
 
+HELD_OUT = Range(int, 0, 10**6)  # images or pairs held out for validation
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clean_dir", type=Path, required=True, help="clean photos")
     parser.add_argument("--derain_dir", type=Path, help="rainy/rain-N.png + gt/norain-N.png")
     parser.add_argument(
@@ -200,10 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
         "input/ + target/; never eval15",
     )
     parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--val_clean", type=int, default=32, help="held-out clean photos")
-    parser.add_argument("--val_derain", type=int, default=20, help="held-out rain pairs")
+    parser.add_argument("--val_clean", type=HELD_OUT, default=32, help="held-out clean photos")
+    parser.add_argument("--val_derain", type=HELD_OUT, default=20, help="held-out rain pairs")
     parser.add_argument(
-        "--val_lowlight", type=int, default=15, help="held-out low-light pairs (whole groups)"
+        "--val_lowlight", type=HELD_OUT, default=15, help="held-out low-light pairs (whole groups)"
     )
     parser.add_argument(
         "--val_deblur",
@@ -221,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the same photo resized, re-encoded, flipped or turned: utils/fingerprints.py) is "
         "left out of the split and listed in OUTPUT/excluded_test_content.txt (decision 13)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=SEED, default=0)
     return parser
 
 

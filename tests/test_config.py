@@ -64,7 +64,8 @@ def test_command_line_overrides_the_file_and_yaml_strings_go_through_the_types(t
     [
         ("learning_rate: 1e-3\n", "unknown key 'learning_rate'"),
         ("precision: no\n", "precision: YAML reads False as a boolean"),
-        ("lr: fast\n", "lr: invalid value 'fast'"),
+        ("lr: fast\n", "lr: expected a number > 0 and <= 1, got fast"),
+        ("precision: fp64\n", "precision: 'fp64' is not one of"),
         ("de_type: [derain, snow]\n", "de_type: 'snow' is not one of"),
         ("epochs: [1, 2]\n", "epochs: takes one value, got a list"),
         ("sync_bn: 1\n", "sync_bn: expected true or false"),
@@ -79,6 +80,52 @@ def test_a_bad_recipe_is_one_line_exit_2(tmp_path, text, message, capsys):
     assert stop.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert message in error and str(config) in error
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-8-sig"])
+def test_utf16_with_its_mark_and_utf8_with_a_mark_are_read(tmp_path, encoding):
+    """Windows editors and PowerShell's > write UTF-16 with a byte-order mark."""
+    config = tmp_path / "r.yaml"
+    text = "# réglage\nlr: 2e-3\nde_type: [derain, dehaze]\n"
+    data = text.encode(encoding)
+    if encoding in ("utf-16-le", "utf-16-be"):  # the codec writes no mark: add it
+        data = ("\ufeff" + text).encode(encoding)
+    config.write_bytes(data)
+    args = parse_args(["--config", str(config)])
+    assert args.lr == 0.002 and args.de_type == ["derain", "dehaze"]
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        ("# réglage\nlr: 2e-3\n".encode("latin-1"), "not UTF-8 (byte 0xe9 at offset 3)"),
+        ("lr: 2e-3\n".encode("utf-16-le"), "not UTF-8 (it holds zero bytes)"),
+        ("lr: 2e-3\n".encode("cp1252") + b"# \x93quoted\x94\n", "not UTF-8 (byte 0x93"),
+    ],
+    ids=["latin-1", "utf-16 without its mark", "cp1252"],
+)
+def test_other_encodings_are_one_line_naming_the_file(tmp_path, data, reason, capsys):
+    config = tmp_path / "r.yaml"
+    config.write_bytes(data)
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--config", str(config)])
+    assert stop.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and str(config) in lines[0] and reason in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    ("key", "meant"),
+    [("learning_rate", "lr"), ("patch-size", "patch_size"), ("epoch", "epochs"), ("LR", "lr")],
+)
+def test_an_unknown_key_is_one_line_with_the_closest_flag(tmp_path, key, meant, capsys):
+    """Not argparse's usage block (26 lines) before the line that matters."""
+    config = write(tmp_path / "r.yaml", f"{key}: 1e-3\n")
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--config", str(config)])
+    assert stop.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"unknown key {key!r} (did you mean {meant}?)" in lines[0], lines
 
 
 def test_missing_config_file(tmp_path, capsys):

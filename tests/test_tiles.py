@@ -145,7 +145,8 @@ def test_scripts_exit_2_on_the_issues_example_before_the_model_loads(tmp_path, t
             timeout=300,
         )
         assert result.returncode == 2, (script, result.stderr)
-        assert "usage:" in result.stderr and "tile_overlap (32)" in result.stderr, result.stderr
+        lines = result.stderr.strip().splitlines()  # decision 10: one line, no usage block
+        assert len(lines) == 1 and "tile_overlap (32)" in lines[0], result.stderr
         assert "Traceback" not in result.stderr
         assert not any(tmp_path.iterdir()), script  # nothing loaded, nothing written
 

@@ -7,14 +7,19 @@ Each key is a flag of ``train.py`` without ``--`` (``lr: 2e-3``, ``de_type: [der
 and a command line can never mean different things. YAML 1.1 turns ``2e-3`` into a string and
 ``no``/``off`` into false: strings are handed to the flag's type as the command line would (so
 ``2e-3`` is 0.002), and a boolean is accepted only by an on/off flag, else it is an error that
-says to quote the value. Relative paths stay relative to the current folder, as on the
-command line. (The layout follows the flat option files of InstructIR and BasicSR, without
-their nesting.)
+says to quote the value; a value out of the flag's range (utils/cli.py) is refused as on the
+command line. Relative paths stay relative to the current folder, as on the command line. The
+file is UTF-8 (a byte-order mark is allowed) or UTF-16 with its byte-order mark (Windows
+editors, PowerShell); any other encoding is refused in one line, as is an unknown key (with the
+closest flag, when one is close). (The layout follows the flat option files of InstructIR and
+BasicSR, without their nesting.)
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +28,43 @@ class ConfigError(ValueError):
     """A config file that cannot be read or holds a key or value the parser refuses."""
 
 
-def read_config(path: str | Path) -> dict[str, Any]:
-    """The mapping of a YAML file (``{}`` when empty).
+def decode_config(path: Path, data: bytes) -> str:
+    """The text of a config file: UTF-8 (with or without a byte-order mark), or UTF-16 with
+    its byte-order mark (what Windows editors and PowerShell's ``>`` write).
 
     Raises:
-        ConfigError: the file is missing, is not YAML, or is not a flat mapping.
+        ConfigError: any other encoding (Latin-1, UTF-16 without its mark), in one line that
+            names the file and the first byte that is not UTF-8.
+    """
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"--config {path}: not valid UTF-16 ({error.reason})") from error
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"--config {path}: not UTF-8 (byte 0x{data[error.start]:02x} at offset "
+            f"{error.start}); save it as UTF-8"
+        ) from error
+    if "\0" in text:  # valid UTF-8, but the zero bytes of UTF-16 written without its mark
+        raise ConfigError(f"--config {path}: not UTF-8 (it holds zero bytes); save it as UTF-8")
+    return text
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The mapping of a YAML file (``{}`` when empty), read as ``decode_config`` says.
+
+    Raises:
+        ConfigError: the file is missing, is not UTF-8 or UTF-16, is not YAML, or is not a
+            flat mapping.
     """
     import yaml  # PyYAML, in requirements.txt
 
     path = Path(path)
     try:
-        values = yaml.safe_load(path.read_text())
+        values = yaml.safe_load(decode_config(path, path.read_bytes()))
     except OSError as error:
         raise ConfigError(f"--config {path}: cannot read it ({error.strerror})") from error
     except yaml.YAMLError as error:
@@ -67,7 +98,9 @@ def config_to_argv(
         where = f"--config {path}: {key}"
         action = actions.get(str(key))
         if action is None:
-            raise ConfigError(f"--config {path}: unknown key {key!r} (keys are train.py flags)")
+            close = closest_flag(str(key), list(actions))
+            hint = f"did you mean {close}?" if close else "keys are train.py flags"
+            raise ConfigError(f"--config {path}: unknown key {key!r} ({hint})")
         flag = action.option_strings[0]
         if action.nargs == 0:  # an on/off flag (store_true)
             if not isinstance(value, bool):
@@ -95,10 +128,26 @@ def config_to_argv(
     return argv
 
 
+def closest_flag(key: str, names: list[str]) -> str | None:
+    """The flag an unknown key most likely means: the same name written otherwise (``LR``,
+    ``--lr``, ``patch-size``), a close spelling (``epoch``), or the initials of its words
+    (``learning_rate`` -> ``lr``); None when nothing is close."""
+    plain = key.strip().lstrip("-").lower().replace("-", "_")
+    if plain in names:
+        return plain
+    close = difflib.get_close_matches(plain, names, n=1)
+    if close:
+        return close[0]
+    initials = "".join(word[0] for word in plain.split("_") if word)
+    return initials if len(initials) > 1 and initials in names else None
+
+
 def _check_value(action: argparse.Action, text: str, where: str) -> None:
     """Apply the flag's type and choices to ``text`` as argparse would, naming the file."""
     try:
         value = action.type(text) if action.type is not None else text
+    except argparse.ArgumentTypeError as error:  # a Range (utils/cli.py) names the range
+        raise ConfigError(f"{where}: {error}") from error
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{where}: invalid value {text!r}") from error
     if action.choices is not None and value not in action.choices:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.cli import Range
+
 # Peak inference memory per input pixel and per channel of n_feats: measured 64 bytes on CPU
 # (torchvision's deform_conv2d im2col buffer dominates: 4.1 KB/pixel at n_feats=64); doubled
 # for safety and for allocator overhead on CUDA.
@@ -46,11 +48,13 @@ def add_tile_arguments(parser: argparse.ArgumentParser, unset: str = WHOLE_OR_AU
     with ``check_tile_arguments``."""
     parser.add_argument(
         "--tile",
-        type=int,
+        type=Range(int, 0, 2**16),
         default=None,
         help=f"restore in tiles of this size, larger than --tile_overlap; {unset}",
     )
-    parser.add_argument("--tile_overlap", type=int, default=32, help="overlap of tiles (pixels)")
+    parser.add_argument(
+        "--tile_overlap", type=Range(int, 0, 2**12), default=32, help="overlap of tiles (pixels)"
+    )
 
 
 def check_tile(tile: int | None, tile_overlap: int) -> int | None:
