@@ -54,7 +54,7 @@ from utils.checkpoint import (  # noqa: E402
     save_weights_as,
     trained_types,
 )
-from utils.cli import ArgumentParser  # noqa: E402
+from utils.cli import ArgumentParser, Range  # noqa: E402
 from utils.paths import show_names_in_output  # noqa: E402
 from utils.stop import run_interruptible  # noqa: E402
 from utils.train_dataset import (  # noqa: E402
@@ -252,7 +252,9 @@ def main(argv: list[str] | None = None) -> None:
     add_validation_arguments(ship, val_images=0)
     ship.add_argument("--reference", type=Path, metavar="FILE", help="as validate's")
     ship.add_argument("--output", type=Path, required=True, help="the .safetensors to write")
-    ship.add_argument("--version", type=int, required=True, help="recorded in the metadata")
+    ship.add_argument(
+        "--version", type=Range(int, 1, 10_000), required=True, help="recorded in the metadata"
+    )
     avg = commands.add_parser("average", help="uniform average of the weights of exports")
     avg.add_argument("ckpts", nargs="+", type=Path)
     avg.add_argument("--output", type=Path, required=True)

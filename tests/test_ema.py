@@ -39,7 +39,7 @@ def test_decay_outside_the_open_interval_is_refused(decay):
 def test_option_range(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parse_args(tiny_args(tmp_path, "--ema_decay", "1"))
-    assert "--ema_decay must be in [0, 1)" in capsys.readouterr().err
+    assert "--ema_decay: expected a number >= 0 and < 1" in capsys.readouterr().err
 
 
 def test_exports_hold_the_average_and_a_resumed_run_continues_it(tmp_path):
