@@ -148,6 +148,14 @@ def get_parser() -> argparse.ArgumentParser:
         "with why, and exit without training: 0 when every type is usable, 2 when not",
     )
     data.add_argument(
+        "--drop_test_content",
+        action="store_true",
+        help="leave out of training and validation every image that is a benchmark image "
+        "(data/benchmarks/: equal pixels, or the same photo resized, re-encoded, flipped or "
+        "turned); off by default, as the paper trains; the overlaps are named either way "
+        "(LOG_DIR/test_content.tsv)",
+    )
+    data.add_argument(
         "--output_path",
         default="output/",
         help="the restored validation images of the latest validation are written here",
@@ -356,6 +364,7 @@ FROM_CHECKPOINT_UNLESS_GIVEN = (  # the schedule, cadences and data: given again
     "log_every", "max_steps", "sync_bn", "data_file_dir", "denoise_dir", "derain_dir",
     "dehaze_dir", "deblur_dir", "lowlight_dir", "val_denoise_dir", "val_derain_dir",
     "val_dehaze_dir", "val_deblur_dir", "val_lowlight_dir", "reference_weights",
+    "drop_test_content",
 )  # fmt: skip
 # Never restored: device, num_workers, dcn_impl, resume, init_from, config, check_data and the
 # output paths.

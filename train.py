@@ -7,6 +7,8 @@ Several GPUs:   torchrun --nproc_per_node N train.py ...
 Resume:         python train.py ... --resume ckpt/airnet_last_train.pth
 Fine-tune:      python train.py ... --init_from ckpt/FILE.pth   (fresh optimiser and schedule)
 Check the data: python train.py ... --check_data   (a table of what training would read; exit 0/2)
+Test content:   every run and --check_data name the training and validation images that are
+                benchmark images (data/benchmarks/); --drop_test_content leaves them out
 
 Phase 1 (epoch < --epochs_encoder) trains the degradation encoder alone with MoCo's
 contrastive loss (or, with --encoder_loss supcon, supervised contrast over the degradation
@@ -60,6 +62,8 @@ from utils.distributed import (
 )
 from utils.ema import WeightAverage
 from utils.encoder_loss import contrastive_accuracy, contrastive_loss
+from utils.fingerprints import HashCache, default_cache_path, load_benchmarks
+from utils.overlaps import LIST_NAME, Overlaps, find_overlaps, format_overlaps, write_overlap_list
 from utils.paths import show_names_in_output, shown
 from utils.precision import PRECISIONS, needs_grad_scaler, warn_if_slow_precision
 from utils.progress import bars_wanted, format_values
@@ -86,10 +90,12 @@ from utils.train_dataset import (
     BalancedBatchSampler,
     DataError,
     TrainDataset,
+    TypeScan,
     ValidationImage,
     build_sources,
     build_validation_set,
     format_data_check,
+    leave_out,
     scan_training_data,
     scan_validation_data,
     seed_worker,
@@ -249,11 +255,12 @@ def load_init_weights(model: AirNet, state_dict: dict[str, torch.Tensor], path: 
 
 
 def build_loader(
-    args: argparse.Namespace, info: DistInfo, pin_memory: bool
+    args: argparse.Namespace, info: DistInfo, pin_memory: bool, excluded: dict[Path, str]
 ) -> tuple[DataLoader, BalancedBatchSampler]:
+    """The training loader, without the files of ``excluded`` (file -> reason)."""
     try:
         sources = build_sources(
-            args.de_type, data_folders(args), args.data_file_dir, synthetic=args.synthetic
+            args.de_type, data_folders(args), args.data_file_dir, args.synthetic, excluded
         )
     except DataError as error:  # a type without usable data
         raise SetupError(str(error)) from error
@@ -278,11 +285,18 @@ def build_loader(
     return loader, sampler
 
 
-def load_validation_set(args: argparse.Namespace) -> list[ValidationImage]:
-    """The held-out images of every trained type, read once before training starts."""
+def load_validation_set(
+    args: argparse.Namespace, excluded: dict[Path, str]
+) -> list[ValidationImage]:
+    """The held-out images of every trained type, read once before training starts, without
+    the files of ``excluded`` (file -> reason)."""
     try:
         return build_validation_set(
-            args.de_type, data_folders(args, validation=True), args.val_images, args.val_crop
+            args.de_type,
+            data_folders(args, validation=True),
+            args.val_images,
+            args.val_crop,
+            excluded,
         )
     except DataError as error:
         raise SetupError(
@@ -290,24 +304,58 @@ def load_validation_set(args: argparse.Namespace) -> list[ValidationImage]:
         ) from error
 
 
-def check_data(args: argparse.Namespace) -> bool:
-    """--check_data: scan the data as training would, with training's own functions
-    (utils/train_dataset.py: pairing, the size rule, unreadable files), the validation folders
-    too when --val_every > 0; print the table; True when every type is usable. A resumed run
-    (--resume) is checked with the checkpoint's settings (decision 6). No model is built."""
-    if args.resume:
-        load_training_checkpoint(resolve_checkpoint(args.resume), args, world_size=1)
+def scan_data(args: argparse.Namespace) -> list[tuple[str, list[TypeScan]]]:
+    """("training", scans) and, when --val_every > 0, ("validation", scans): the data as
+    training reads it (utils/train_dataset.py)."""
+    folders = data_folders(args)
     parts = [
-        (
-            "training",
-            scan_training_data(
-                args.de_type, data_folders(args), args.data_file_dir, args.synthetic
-            ),
-        )
+        ("training", scan_training_data(args.de_type, folders, args.data_file_dir, args.synthetic))
     ]
     if args.val_every:
         parts.append(("validation", scan_validation_data(args.de_type, data_folders(args, True))))
+    return parts
+
+
+def check_test_content(
+    args: argparse.Namespace, parts: list[tuple[str, list[TypeScan]]], write: bool = True
+) -> tuple[Overlaps, list[str]]:
+    """Compare every training and validation image of ``parts`` (degraded and clean side)
+    with the benchmark fingerprints of data/benchmarks/ (utils/overlaps.py); hashes are cached
+    in ``default_cache_path()``. With ``write``, the overlaps are listed file by file in
+    LOG_DIR/test_content.tsv.
+
+    Returns (the overlaps; the lines to print: the overlaps per data folder and benchmark,
+    whether --drop_test_content leaves them out, and the cost).
+
+    Raises:
+        SetupError: a fingerprint file cannot be read.
+    """
+    try:
+        benchmarks = load_benchmarks()
+    except (OSError, ValueError) as error:
+        raise SetupError(str(error)) from error
+    overlaps = find_overlaps(parts, benchmarks, HashCache(default_cache_path()))
+    list_path = Path(args.log_dir) / LIST_NAME
+    if write:
+        write_overlap_list(overlaps, list_path)
+    return overlaps, format_overlaps(overlaps, list_path, args.drop_test_content)
+
+
+def check_data(args: argparse.Namespace) -> bool:
+    """--check_data: scan the data as training would, with training's own functions
+    (utils/train_dataset.py: pairing, the size rule, unreadable files), the validation folders
+    too when --val_every > 0; name the images that are test content (``check_test_content``,
+    left out with --drop_test_content); print the table; True when every type is usable. A
+    resumed run (--resume) is checked with the checkpoint's settings (decision 6). No model is
+    built."""
+    if args.resume:
+        load_training_checkpoint(resolve_checkpoint(args.resume), args, world_size=1)
+    parts = scan_data(args)
+    overlaps, lines = check_test_content(args, parts)
+    if args.drop_test_content:
+        parts = [(part, leave_out(scans, overlaps.excluded())) for part, scans in parts]
     print(shown(format_data_check(parts)), flush=True)
+    print(shown("\n".join(["", *lines])), flush=True)
     return all(scan.usable for _, scans in parts for scan in scans)
 
 
@@ -646,8 +694,19 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
     args.world_size = info.world_size
     seed_everything(args.seed)
 
-    loader, sampler = build_loader(args, info, pin_memory=device.type == "cuda")
-    validation_set = load_validation_set(args) if args.val_every and info.is_main else []
+    excluded: dict[Path, str] = {}
+    if info.is_main or args.drop_test_content:  # the other processes only need what to drop
+        overlaps, lines = check_test_content(args, scan_data(args), write=info.is_main)
+        if info.is_main:
+            report = logger.warning if overlaps.matches else logger.info
+            for line in lines:
+                report("%s", line)
+        if args.drop_test_content:
+            excluded = overlaps.excluded()
+    loader, sampler = build_loader(args, info, device.type == "cuda", excluded)
+    validation_set = []
+    if args.val_every and info.is_main:
+        validation_set = load_validation_set(args, excluded)
 
     model = AirNet(**model_kwargs(args), queue_size=args.queue_size, dcn_impl=args.dcn_impl)
     if args.sync_bn and info.distributed and device.type == "cuda":
