@@ -495,7 +495,10 @@ class CopyReport:
             if self.extra:
                 text += f"; extra {len(self.extra)}: {_named(self.extra)}"
             if self.changed:
-                changed = [f"{file} ({distance} bits)" for file, _, distance in self.changed]
+                changed = [
+                    f"{file} ({distance} bits" + (f" from {image})" if image != file else ")")
+                    for file, image, distance in self.changed
+                ]
                 text += (
                     f"; changed {len(self.changed)} (re-encoded, resized or turned): "
                     f"{_named(changed)}"
