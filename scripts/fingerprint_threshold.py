@@ -8,7 +8,8 @@ prints markdown tables of distances in bits (of utils/fingerprints.HASH_BITS), e
 nearest of a query's 8 orientations, as the check computes them:
 
 - ``--copies DIR``: every image against changed copies of itself (re-encoded, resized,
-  flipped, turned, grey, cropped): what the check must find (crops excepted);
+  flipped, turned, grey, cropped): what the check must find (crops and small rotations
+  excepted);
 - ``--different A B ...``: every image of each folder against every image of the others,
   folders that hold different photos (pairs with equal pixels left out): the negative control,
   what it must not find;
@@ -63,6 +64,10 @@ def centre_crop(image: np.ndarray, keep: float) -> np.ndarray:
     return image[top : height - top, left : width - left]
 
 
+def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
+    return np.asarray(Image.fromarray(image).rotate(degrees, Image.Resampling.BICUBIC))
+
+
 def grey(image: np.ndarray) -> np.ndarray:
     return np.repeat(np.asarray(Image.fromarray(image).convert("L"))[..., None], 3, axis=2)
 
@@ -79,6 +84,8 @@ COPIES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "turned 90 degrees": np.rot90,
     "turned 270 degrees, JPEG 75": lambda x: jpeg(np.rot90(x, 3), 75),
     "grey": grey,
+    "turned 2 degrees (bicubic)": lambda x: rotate(x, 2),
+    "turned 5 degrees (not caught)": lambda x: rotate(x, 5),
     "centre crop 95 % (not caught)": lambda x: centre_crop(x, 0.95),
     "centre crop 90 % (not caught)": lambda x: centre_crop(x, 0.90),
 }
