@@ -92,11 +92,13 @@ COPIES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 
 def histogram(distances: np.ndarray) -> str:
+    """``distance: count`` of the LOWEST smallest distances."""
     counts = sorted(Counter(distances.ravel().tolist()).items())[:LOWEST]
     return ", ".join(f"{d}: {n}" for d, n in counts)
 
 
 def measure_copies(folder: Path) -> None:
+    """The table of ``--copies``: each COPIES change of every image against the image."""
     paths = images_under(folder)
     images = [read_image(path) for path in paths]
     originals = [hash_image(image).phashes[0] for image in images]
@@ -110,11 +112,13 @@ def measure_copies(folder: Path) -> None:
 
 
 def hashed(folder: Path) -> tuple[list[Path], list[ImageHashes]]:
+    """The images under ``folder`` and their hashes."""
     paths = images_under(folder)
     return paths, [hash_image(read_image(path)) for path in paths]
 
 
 def measure_different(folders: list[Path]) -> None:
+    """The table of ``--different``: every image of each folder against the others'."""
     start = time.perf_counter()
     sets = [hashed(folder) for folder in folders]
     count = sum(len(paths) for paths, _ in sets)
@@ -138,6 +142,7 @@ def measure_different(folders: list[Path]) -> None:
 
 
 def measure_pairs(specs: list[str]) -> None:
+    """The table of ``--pairs``: each degraded test input against its own target."""
     print("\nDegraded test inputs against their own targets\n")
     print("| set | pairs | min | median | max | within threshold |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
