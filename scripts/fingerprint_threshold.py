@@ -8,7 +8,8 @@ prints markdown tables of distances in bits (of utils/fingerprints.HASH_BITS), e
 nearest of a query's 8 orientations, as the check computes them:
 
 - ``--copies DIR``: every image against changed copies of itself (re-encoded, resized,
-  flipped, turned, grey, cropped): what the check must find (crops excepted);
+  flipped, turned, grey, cropped): what the check must find (crops and small rotations
+  excepted);
 - ``--different A B ...``: every image of each folder against every image of the others,
   folders that hold different photos (pairs with equal pixels left out): the negative control,
   what it must not find;
@@ -63,6 +64,10 @@ def centre_crop(image: np.ndarray, keep: float) -> np.ndarray:
     return image[top : height - top, left : width - left]
 
 
+def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
+    return np.asarray(Image.fromarray(image).rotate(degrees, Image.Resampling.BICUBIC))
+
+
 def grey(image: np.ndarray) -> np.ndarray:
     return np.repeat(np.asarray(Image.fromarray(image).convert("L"))[..., None], 3, axis=2)
 
@@ -79,17 +84,21 @@ COPIES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "turned 90 degrees": np.rot90,
     "turned 270 degrees, JPEG 75": lambda x: jpeg(np.rot90(x, 3), 75),
     "grey": grey,
+    "turned 2 degrees (bicubic)": lambda x: rotate(x, 2),
+    "turned 5 degrees (not caught)": lambda x: rotate(x, 5),
     "centre crop 95 % (not caught)": lambda x: centre_crop(x, 0.95),
     "centre crop 90 % (not caught)": lambda x: centre_crop(x, 0.90),
 }
 
 
 def histogram(distances: np.ndarray) -> str:
+    """``distance: count`` of the LOWEST smallest distances."""
     counts = sorted(Counter(distances.ravel().tolist()).items())[:LOWEST]
     return ", ".join(f"{d}: {n}" for d, n in counts)
 
 
 def measure_copies(folder: Path) -> None:
+    """The table of ``--copies``: each COPIES change of every image against the image."""
     paths = images_under(folder)
     images = [read_image(path) for path in paths]
     originals = [hash_image(image).phashes[0] for image in images]
@@ -103,11 +112,13 @@ def measure_copies(folder: Path) -> None:
 
 
 def hashed(folder: Path) -> tuple[list[Path], list[ImageHashes]]:
+    """The images under ``folder`` and their hashes."""
     paths = images_under(folder)
     return paths, [hash_image(read_image(path)) for path in paths]
 
 
 def measure_different(folders: list[Path]) -> None:
+    """The table of ``--different``: every image of each folder against the others'."""
     start = time.perf_counter()
     sets = [hashed(folder) for folder in folders]
     count = sum(len(paths) for paths, _ in sets)
@@ -131,6 +142,7 @@ def measure_different(folders: list[Path]) -> None:
 
 
 def measure_pairs(specs: list[str]) -> None:
+    """The table of ``--pairs``: each degraded test input against its own target."""
     print("\nDegraded test inputs against their own targets\n")
     print("| set | pairs | min | median | max | within threshold |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")

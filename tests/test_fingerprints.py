@@ -124,6 +124,7 @@ def test_a_folder_is_identified_by_content_not_by_name(tmp_path, benchmark):
     text = report.describe()
     assert text.startswith("Bench, differs: 5 of 6 present; missing 1: input/3.png; extra 1: ")
     assert "changed 1 (re-encoded, resized or turned): target/2.jpg (" in text
+    assert " bits from target/2.png)" in text
 
     unknown = identify_copy({"a.png": save(tmp_path / "other/a.png", photo(11))}, benchmarks)
     assert unknown.benchmark is None and unknown.describe() == "no known benchmark (1 images)"

@@ -121,3 +121,18 @@ def test_every_run_warns_and_drops_on_request(tmp_path, monkeypatch, caplog):
     assert "denoise_15: 2 images from" in caplog.text
     warnings = [r.message for r in caplog.records if r.levelno == logging.WARNING]
     assert any(m.startswith("test content: 1 files, left out of this run") for m in warnings)
+
+
+def test_validation_images_are_checked_too(tmp_path, data, monkeypatch, capsys):
+    photos = sorted(data["denoise"].glob("*.png"))
+    val = tmp_path / "val/denoise"
+    val.mkdir(parents=True)
+    Image.fromarray(read_image(photos[2])[:, ::-1]).save(val / "held_out.png")  # flipped
+    make_test_set(photos[1:3], tmp_path / "bench", monkeypatch)
+    argv = [
+        "--check_data", "--de_type", "denoise_25", "--denoise_dir", str(data["denoise"]),
+        "--val_every", "1", "--val_denoise_dir", str(val), "--log_dir", str(tmp_path / "logs"),
+    ]  # fmt: skip
+    assert run_cli(monkeypatch, argv) == 0
+    output = capsys.readouterr().out
+    assert f"test content: 1 of 1 validation denoise images ({val}) are Bench images" in output

@@ -56,7 +56,7 @@ HASH_BITS = HASH_SIZE * HASH_SIZE
 # for the image to count as that benchmark image. Measured (docs/lab/2026-12-07-benchmark-
 # fingerprints.md): re-encoded, resized, flipped and turned copies of the CBSD68 photos differ
 # by at most 12 bits (JPEG quality 20), different photos by at least 84 (CBSD432, CBSD68, SOTS
-# outdoor and LOL against each other: 780,000 pairs, every orientation); 40 leaves a margin of
+# outdoor and LOL against each other: 771,376 pairs, every orientation); 40 leaves a margin of
 # 28 bits above the copies and 44 below the different photos.
 PERCEPTUAL_THRESHOLD = 40
 # The 8 orientations of the dihedral group, the image as it is first.
@@ -471,7 +471,10 @@ class CopyReport:
             if self.extra:
                 text += f"; extra {len(self.extra)}: {_named(self.extra)}"
             if self.changed:
-                changed = [f"{file} ({distance} bits)" for file, _, distance in self.changed]
+                changed = [
+                    f"{file} ({distance} bits" + (f" from {image})" if image != file else ")")
+                    for file, image, distance in self.changed
+                ]
                 text += (
                     f"; changed {len(self.changed)} (re-encoded, resized or turned): "
                     f"{_named(changed)}"

@@ -28,7 +28,7 @@ LIST_HEADER = ("part", "data", "file", "benchmark", "image", "distance_bits", "e
 @dataclass(frozen=True)
 class DataFolder:
     """The files one data folder gives a run: ``part`` ("training" or "validation"), ``data``
-    (its flag without dashes and ``_dir``: "denoise", "val_derain") and the folder."""
+    (the key of its flag: "denoise" for --denoise_dir and --val_denoise_dir) and the folder."""
 
     part: str
     data: str
@@ -67,7 +67,8 @@ def data_folders_of(parts: Sequence[tuple[str, Sequence[TypeScan]]]) -> list[Dat
     files: dict[tuple[str, str, Path | None], dict[Path, None]] = {}
     for part, scans in parts:
         for scan in scans:
-            key = (part, scan.flag.removeprefix("--").removesuffix("_dir"), scan.folder)
+            data = scan.flag.removeprefix("--").removeprefix("val_").removesuffix("_dir")
+            key = (part, data, scan.folder)
             found = files.setdefault(key, {})
             for degraded, clean in scan.items:
                 found.update(dict.fromkeys(p for p in (degraded, clean) if p is not None))
