@@ -22,6 +22,7 @@ import argparse
 import logging
 import math
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +36,8 @@ import torch  # noqa: E402
 
 from net import AirNet, load_airnet  # noqa: E402
 from utils.checkpoint import (  # noqa: E402
+    TASK_FILES,
+    TASKS,
     describe_trained_types,
     is_hub_reference,
     trained_types,
@@ -49,7 +52,9 @@ from utils.image_files import (  # noqa: E402
 )
 from utils.optional import exit_missing_package  # noqa: E402
 from utils.outputs import OutputError  # noqa: E402
+from utils.paths import show_names_in_output, shown  # noqa: E402
 from utils.restore import resolve_device, restore  # noqa: E402
+from utils.stop import EXIT_INTERRUPTED, run_interruptible  # noqa: E402
 from utils.tiling import check_tile  # noqa: E402
 
 try:
@@ -76,11 +81,17 @@ class AppError(ValueError):
     """A problem to show the user as it is (its message names the file and the limit)."""
 
 
-def weight_choices(ckpt_dir: Path = CKPT_DIR, extra: list[Path] | None = None) -> list[str]:
-    """Checkpoints offered in the page: ``--ckpt`` files, then ckpt/All.pth, then the other
-    .pth and .safetensors files."""
+def weight_choices(
+    ckpt_dir: Path = CKPT_DIR, extra: list[Path] | None = None, task: str = "all"
+) -> list[str]:
+    """Checkpoints offered in the page, the first the default: ``--ckpt`` files, then the
+    file of ``task`` (official, then ours; utils/checkpoint.TASK_FILES), then the other tasks'
+    files (the all-in-one first), then any other .pth and .safetensors file, by name."""
     files = [*ckpt_dir.glob("*.pth"), *ckpt_dir.glob("*.safetensors")]
-    found = sorted(files, key=lambda p: (p.name != "All.pth", p.name))
+    order = [task, *(other for other in TASKS if other != task)]
+    names = [name for t in order for name in TASK_FILES[t]]
+    rank = {name: index for index, name in enumerate(names)}
+    found = sorted(files, key=lambda p: (rank.get(p.name, len(rank)), p.name))
     paths = [*(extra or []), *found]
     return [*dict.fromkeys(str(p) for p in paths), UPLOADED]
 
@@ -143,12 +154,12 @@ def model_info(choice: str | None, upload: str | None) -> str:
     try:
         path = checkpoint_path(choice, upload)
     except AppError as error:
-        return str(error)
+        return shown(str(error))
     try:
         types = trained_types(path)
     except (RuntimeError, FileNotFoundError, KeyError, TypeError, ValueError) as error:
-        return f"{path.name} is not an AirNet checkpoint: {error}"
-    return f"Weights `{path.name}`, {describe_trained_types(types)}"
+        return shown(f"{path.name} is not an AirNet checkpoint: {error}")
+    return shown(f"Weights `{path.name}`, {describe_trained_types(types)}")
 
 
 def read_checked(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -247,9 +258,9 @@ def on_restore(files, choice, upload, device_name, tile):
     try:
         pairs, outputs, messages = restore_files(files, choice, upload, device_name, tile)
     except AppError as error:
-        raise gr.Error(str(error), print_exception=False) from error
+        raise gr.Error(shown(str(error)), print_exception=False) from error
     gallery = [str(p) for p in outputs]
-    status = "\n".join(f"- {m}" for m in messages)
+    status = shown("\n".join(f"- {m}" for m in messages))  # names as the logs show them
     return pairs[0], gallery, gallery, status, pairs
 
 
@@ -271,7 +282,12 @@ def build_app(choices: list[str]) -> gr.Blocks:
                 files = gr.File(
                     label="Images", file_count="multiple", file_types=["image"], elem_id="images"
                 )
-                choice = gr.Dropdown(choices, value=choices[0], label="Weights")
+                choice = gr.Dropdown(
+                    choices,
+                    value=choices[0],
+                    label="Weights (all-in-one for unknown or mixed degradations; a task's "
+                    "one-by-one file when you know what is wrong)",
+                )
                 upload = gr.File(
                     label="Checkpoint (.pth or .safetensors), with 'uploaded checkpoint'"
                 )
@@ -311,13 +327,21 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--ckpt", type=Path, action="append", help="offer this checkpoint too")
+    parser.add_argument(
+        "--task",
+        choices=TASKS,
+        default="all",
+        help="the weights selected first: 'all' (the all-in-one: unknown or mixed "
+        "degradations) or the one-by-one file of a task you know (denoise, derain, dehaze)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=Range(int, 1, 65535), default=7860, help="port")
     return parser
 
 
-def main(args: argparse.Namespace) -> None:
-    choices = weight_choices(CKPT_DIR, args.ckpt)
+def main(args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C; returns 130 then (a port that cannot be bound: SystemExit(2))."""
+    choices = weight_choices(CKPT_DIR, args.ckpt, args.task)
     logger.info("weights offered: %s", ", ".join(choices))
     try:
         build_app(choices).launch(
@@ -329,8 +353,11 @@ def main(args: argparse.Namespace) -> None:
     except OSError as error:  # the port is taken, the address cannot be bound
         logger.error("--host %s --port %d: %s", args.host, args.port, str(error).splitlines()[0])
         raise SystemExit(2) from None
+    # launch() serves until Ctrl-C, which gradio reports in one line before it returns.
+    return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    main(build_parser().parse_args())
+    show_names_in_output()
+    sys.exit(run_interruptible(lambda: main(build_parser().parse_args())))

@@ -29,7 +29,6 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,22 +37,24 @@ from PIL import Image
 
 from net import load_airnet
 from utils.checkpoint import (
-    default_checkpoint,
+    TASKS,
     describe_trained_types,
     is_hub_reference,
+    task_checkpoint,
     trained_types,
 )
 from utils.cli import ArgumentParser
-from utils.image_files import distinct_names, find_inputs, image_mode
+from utils.image_files import distinct_names, find_inputs, image_mode, save_image_atomic
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image_alpha
-from utils.outputs import OutputError, check_writable_folder, writing
+from utils.outputs import OutputError, check_writable_folder
+from utils.paths import show_names_in_output
 from utils.precision import PRECISIONS, warn_if_slow_precision
 from utils.restore import resolve_device, restore
+from utils.stop import run_interruptible
 from utils.tiling import add_tile_arguments, check_tile, check_tile_arguments
 
 logger = logging.getLogger("demo")
 
-DEFAULT_CKPT = Path("ckpt/All.pth")
 GRAYSCALE_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 COMPARE_GAP = 8
 EXIT_OK, EXIT_FAILED, EXIT_SETUP = 0, 1, 2
@@ -70,12 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output_path", type=Path, default="output/demo", help="where the restored PNGs go"
     )
-    parser.add_argument(
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument(
         "--ckpt",
         type=Path,
         default=None,
-        help=f"checkpoint (official or ours); default {DEFAULT_CKPT} where present, else the "
-        "weights shipped in ckpt/ (trained by this repository, not the paper's)",
+        help="checkpoint (official or ours); default: the file of --task",
+    )
+    weights.add_argument(
+        "--task",
+        choices=TASKS,
+        default="all",
+        help="which file restores: 'all' (the all-in-one: mixed folders, or when you do not "
+        "know what is wrong with the photo) or, when you know, the one-by-one file trained on "
+        "that task alone (denoise, derain, dehaze), which restores it better. Official "
+        "ckpt/All.pth, Denoise.pth, ... where present, else ours in ckpt/ (trained by this "
+        "repository, not the paper's; a task whose file does not ship uses the all-in-one)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     add_tile_arguments(parser)
@@ -114,23 +125,7 @@ def save_result(path: Path, rgb: np.ndarray, alpha: np.ndarray | None, grayscale
         image = image.convert("L")
     if alpha is not None:
         image.putalpha(Image.fromarray(alpha))
-    save_png_atomic(image, path)
-
-
-def save_png_atomic(image: Image.Image, path: Path) -> None:
-    """Write beside ``path`` and rename over it, so an interrupted run never leaves a
-    truncated PNG that looks like a result."""
-    with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                image.save(f, format="PNG")
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    save_image_atomic(image, path)
 
 
 def restore_file(path: Path, out_path: Path, model, args: argparse.Namespace) -> None:
@@ -143,7 +138,7 @@ def restore_file(path: Path, out_path: Path, model, args: argparse.Namespace) ->
     save_result(out_path, restored, alpha, grayscale=mode in GRAYSCALE_MODES)
     if args.compare:
         compare_path = args.output_path / "compare" / out_path.name
-        save_png_atomic(Image.fromarray(side_by_side(rgb, restored)), compare_path)
+        save_image_atomic(Image.fromarray(side_by_side(rgb, restored)), compare_path)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -166,7 +161,7 @@ def main(args: argparse.Namespace) -> int:
         )
         return EXIT_SETUP
     if args.ckpt is None:
-        ckpt, which = default_checkpoint(DEFAULT_CKPT)
+        ckpt, which = task_checkpoint(args.task)
     else:
         ckpt, which = args.ckpt, "--ckpt"
     if not (ckpt.exists() or is_hub_reference(ckpt)):  # a file, a Hub folder or hf://
@@ -190,7 +185,7 @@ def main(args: argparse.Namespace) -> int:
     failed = []
     for path in inputs:
         out_path = args.output_path / names[path]
-        if out_path.resolve() == path.resolve():
+        if os.path.realpath(out_path) == os.path.realpath(path):  # never raises on a link loop
             logger.error("skipped %s: the result would overwrite it; choose --output_path", path)
             failed.append(path)
             continue
@@ -216,4 +211,5 @@ def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    sys.exit(main(parse_args()))
+    show_names_in_output()
+    sys.exit(run_interruptible(lambda: main(parse_args())))

@@ -40,6 +40,8 @@ from utils.cli import N_BLOCKS, N_FEATS, N_GROUPS, SEED, ArgumentParser, Range
 from utils.image_files import image_to_array, list_images, read_image
 from utils.optional import exit_missing_package
 from utils.outputs import OutputError, check_writable_file, writing
+from utils.paths import show_names_in_output
+from utils.stop import run_interruptible
 
 try:
     import onnx
@@ -302,6 +304,7 @@ def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    show_names_in_output()
     for noisy in ("onnx_ir", "onnxscript"):  # a line per rewritten node or shared weight
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    sys.exit(main(build_parser().parse_args()))
+    sys.exit(run_interruptible(lambda: main(build_parser().parse_args())))

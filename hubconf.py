@@ -1,6 +1,7 @@
 """torch.hub entry point.
 
 model = torch.hub.load("path/to/AirNet", "airnet", source="local", pretrained=True)  # shipped
+model = torch.hub.load("path/to/AirNet", "airnet", source="local", pretrained=True, task="derain")
 model = torch.hub.load("path/to/AirNet", "airnet", source="local", checkpoint="ckpt/All.pth")
 model = torch.hub.load("path/to/AirNet", "airnet", source="local", checkpoint="hf://owner/name")
 from utils.restore import restore  # importable once torch.hub has loaded this repository
@@ -14,7 +15,7 @@ from pathlib import Path
 import torch
 
 from net import AirNet, load_airnet
-from utils.checkpoint import SHIPPED_WEIGHTS
+from utils.checkpoint import TASK_FILES, task_checkpoint
 
 dependencies = ["torch", "torchvision", "numpy", "PIL", "safetensors"]
 
@@ -23,6 +24,7 @@ def airnet(
     checkpoint: str | Path | None = None,
     device: str | torch.device = "cpu",
     pretrained: bool = False,
+    task: str = "all",
     **model_kwargs,
 ) -> AirNet:
     """AirNet in eval mode.
@@ -34,13 +36,19 @@ def airnet(
             requirements-hub.txt); a relative path is taken from the current directory. None
             (and not ``pretrained``) gives random weights (for tests, or to train from).
         device: where to put the model.
-        pretrained: without ``checkpoint``, load the weights shipped in ckpt/ (a small AirNet
-            trained by this repository's train.py, not the paper's: ckpt/MODEL_CARD.md).
+        pretrained: without ``checkpoint``, load the weights of ``task`` in ckpt/: the
+            official file where present, else ours (small AirNets trained by this repository's
+            train.py, not the paper's: ckpt/MODEL_CARD.md).
+        task: "all" (the all-in-one file: unknown or mixed degradations) or, when the
+            degradation is known, "denoise", "derain" or "dehaze" (a one-by-one file trained on
+            that task alone; the all-in-one where that file does not ship).
         model_kwargs: AirNet constructor arguments (n_feats, n_groups, ...), which override the
             size stored in our checkpoints.
     """
+    if task not in TASK_FILES:
+        raise ValueError(f"task {task!r}: one of {', '.join(TASK_FILES)}")
     if checkpoint is None and pretrained:
-        checkpoint = SHIPPED_WEIGHTS
+        checkpoint = task_checkpoint(task)[0]
     if checkpoint is None:
         return AirNet(**model_kwargs).to(device).eval()
     return load_airnet(checkpoint, device, **model_kwargs)

@@ -25,6 +25,7 @@ from utils.cli import (
     Range,
 )
 from utils.config import ConfigError, config_to_argv, read_config
+from utils.encoder_loss import ENCODER_LOSSES
 from utils.pairing import describe_layouts
 from utils.task_loss import LOSS_WEIGHTINGS
 from utils.train_dataset import SYNTHESIS, TYPE_FOLDERS, folder_flag
@@ -113,9 +114,9 @@ def get_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--dehaze_dir",
         default=None,
-        help=f"haze pairs: {describe_layouts('dehaze')}; XXXX_A_B (RESIDE) pairs with XXXX, any "
-        f"other name with the same name (default {DEFAULT_DIRS['dehaze']}, or synthetic haze "
-        "with --synthetic dehaze)",
+        help=f"haze pairs: {describe_layouts('dehaze')}; the same name first, else RESIDE's "
+        f"XXXX_A_B, XXXX_k_B and XXXX_k pair with XXXX (default {DEFAULT_DIRS['dehaze']}, or "
+        "synthetic haze with --synthetic dehaze)",
     )
     data.add_argument(
         "--deblur_dir",
@@ -145,6 +146,14 @@ def get_parser() -> argparse.ArgumentParser:
         help="scan the data as training would (the training folders, and the validation "
         "folders when --val_every > 0), print per type the images, pairs and skipped files "
         "with why, and exit without training: 0 when every type is usable, 2 when not",
+    )
+    data.add_argument(
+        "--drop_test_content",
+        action="store_true",
+        help="leave out of training and validation every image that is a benchmark image "
+        "(data/benchmarks/: equal pixels, or the same photo resized, re-encoded, flipped or "
+        "turned); off by default, as the paper trains; the overlaps are named either way "
+        "(LOG_DIR/test_content.tsv)",
     )
     data.add_argument(
         "--output_path",
@@ -258,6 +267,15 @@ def get_parser() -> argparse.ArgumentParser:
         "(utils/task_loss.py); training only",
     )
     run.add_argument(
+        "--encoder_loss",
+        choices=ENCODER_LOSSES,
+        default="moco",
+        help="the encoder's contrastive objective: moco = MoCo's InfoNCE, the positive is the "
+        "other crop of the same image (the paper); supcon = supervised contrast over MoCo's "
+        "queue (Khosla et al., NeurIPS 2020): every key of the same degradation type is a "
+        "positive (utils/encoder_loss.py); training only, inference and exports unchanged",
+    )
+    run.add_argument(
         "--tur_floor",
         type=Range(float, above=0, maximum=1),
         default=0.01,
@@ -335,14 +353,18 @@ def get_parser() -> argparse.ArgumentParser:
 # checkpoint (on --resume) < --config file < command line; a parser default never counts.
 FROM_CHECKPOINT = (  # they fix the model and the data stream: always the checkpoint's
     "n_feats", "n_groups", "n_blocks", "de_type", "batch_size", "epoch_size", "patch_size",
-    "seed", "queue_size", "synthetic", "loss_weighting", "tur_floor",
+    "seed", "queue_size", "synthetic", "loss_weighting", "tur_floor", "encoder_loss",
 )  # fmt: skip
+# What a checkpoint written before a flag of FROM_CHECKPOINT existed trained with, where the
+# parsed value must not replace it: such a checkpoint resumes as it was trained.
+BEFORE_THE_FLAG = {"encoder_loss": "moco"}
 FROM_CHECKPOINT_UNLESS_GIVEN = (  # the schedule, cadences and data: given again, they win
     "epochs", "epochs_encoder", "lr", "ema_decay", "precision", "val_every", "val_images",
     "val_crop", "checkpoint_every_minutes", "checkpoint_every_steps", "save_every",
     "log_every", "max_steps", "sync_bn", "data_file_dir", "denoise_dir", "derain_dir",
     "dehaze_dir", "deblur_dir", "lowlight_dir", "val_denoise_dir", "val_derain_dir",
     "val_dehaze_dir", "val_deblur_dir", "val_lowlight_dir", "reference_weights",
+    "drop_test_content",
 )  # fmt: skip
 # Never restored: device, num_workers, dcn_impl, resume, init_from, config, check_data and the
 # output paths.
@@ -419,12 +441,14 @@ def apply_checkpoint_settings(
     Returns (taken, ignored): the settings taken from the checkpoint that differ from the
     parser's, and those given again with another value but fixed by the checkpoint (the
     caller logs each group in one line). A key the checkpoint lacks (written before a flag
-    existed) keeps the parsed value, so old checkpoints still resume.
+    existed) keeps the parsed value, so old checkpoints still resume; the keys of
+    BEFORE_THE_FLAG take the value such a checkpoint trained with instead.
 
     Raises:
         SettingsError: the completed settings contradict each other.
     """
     given = set(getattr(args, "given", ()))
+    stored = {**BEFORE_THE_FLAG, **stored}
     taken, ignored = {}, {}
     for name in FROM_CHECKPOINT + FROM_CHECKPOINT_UNLESS_GIVEN:
         if name not in stored:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,8 @@ from utils.image_files import (
 )
 from utils.optional import exit_missing_package
 from utils.outputs import OutputError, check_writable_folder
+from utils.paths import show_names_in_output
+from utils.stop import run_interruptible
 from utils.tiling import (
     Box,
     add_tile_arguments,
@@ -177,7 +180,7 @@ def main(args: argparse.Namespace) -> int:
     failed, written = [], 0
     for path, name in zip(inputs, distinct_names(inputs), strict=True):
         out_path = args.output / name
-        if out_path.resolve() == path.resolve():
+        if os.path.realpath(out_path) == os.path.realpath(path):  # never raises on a link loop
             logger.error("skipped %s: the result would overwrite it; choose --output", path)
             failed.append(path)
             continue
@@ -205,4 +208,5 @@ def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    sys.exit(main(parse_args()))
+    show_names_in_output()
+    sys.exit(run_interruptible(lambda: main(parse_args())))

@@ -23,11 +23,19 @@ The protocol is the paper's by default:
 Beside every restored score, the degraded input's own PSNR/SSIM and the gain over it are
 reported, so a table shows at once whether the model helps.
 
+Each set is identified by its content, not its name: compared with the benchmark fingerprints
+of data/benchmarks/ (utils/fingerprints.py), it is "identical to the fingerprint of X", or
+differs from the nearest one (N of M present; the missing, extra and changed images named), or
+is "no known benchmark" (the bundled samples: crops). A copy that differs is still scored; what
+was found is printed after the table and recorded in summary.json (``copies``).
+
 Writes ``results.csv`` (one row per image and task), ``summary.json`` and, with
 ``--save_images``, the restored images under ``--output_path``; prints a summary table.
 results.csv and summary.json appear only complete (written aside, then renamed), so a killed
-run never leaves a file that looks done. Unreadable or unpaired files are reported with their
-path and skipped; the exit code is then 1.
+run never leaves a file that looks done; Ctrl-C ends it with one line and exit code 130. A
+file name that is not UTF-8 is shown in both files, the table and the log with ``\\xNN`` for
+each byte that is not (``caf\\xe9.png``); saved images keep the original bytes. Unreadable or
+unpaired files are reported with their path and skipped; the exit code is then 1.
 
 Without ``--ckpt`` the official file of the mode is used when present in ckpt/, else the
 weights shipped in ckpt/ (trained by this repository; see ckpt/MODEL_CARD.md).
@@ -48,7 +56,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,13 +79,22 @@ from utils.eval_dataset import (
     find_derain_sets,
     find_lowlight_sets,
 )
+from utils.fingerprints import (
+    CopyReport,
+    HashCache,
+    default_cache_path,
+    identify_copy,
+    load_benchmarks,
+)
 from utils.image_files import distinct_names
 from utils.image_io import ImageReadError, image_to_tensor, read_image, save_image, tensor_to_image
 from utils.metrics import psnr, ssim
 from utils.outputs import FolderLock, OutputError, check_writable_folder, writing
+from utils.paths import show_names_in_output, shown, shown_all, write_text_atomic
 from utils.precision import PRECISIONS, warn_if_slow_precision
 from utils.progress import bars_wanted
 from utils.restore import resolve_device, restore_tensor
+from utils.stop import run_interruptible
 from utils.tiling import add_tile_arguments, check_tile, check_tile_arguments
 from utils.validation import mean_brightness_change
 
@@ -104,6 +120,8 @@ DEFAULT_CKPT = {
     3: "ckpt/All.pth",
     FIVE_TASKS: "ckpt/All.pth",  # no official five-task file exists; the log names its types
 }
+# The task whose file of ours stands in for the official one (utils/checkpoint.TASK_FILES)
+MODE_TASK_FILE = {0: "denoise", 1: "derain", 2: "dehaze", 3: "all", FIVE_TASKS: "all"}
 SAMPLE_DATA = {  # the tiny samples in data/test/, defaults of modes 0-3
     "denoise": "data/test/denoise",
     "derain": "data/test/derain",
@@ -142,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="checkpoint (official or ours); default by mode: "
         + ", ".join(f"{m}: {p}" for m, p in DEFAULT_CKPT.items())
-        + ", where present, else the weights shipped in ckpt/",
+        + ", where present, else ours in ckpt/: in modes 0-2 the one-by-one file of the "
+        "task where it ships (each trained on that task alone: the better choice when you "
+        "know the degradation), else the all-in-one file",
     )
     sample = "; default in modes 0-3: {}, required in mode 4"
     parser.add_argument(
@@ -163,8 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--dehaze_path",
         type=Path,
         nargs="+",
-        help="folders with input/XXXX_A_B.ext + target/XXXX.png (or hazy/ + gt/)"
-        + sample.format(SAMPLE_DATA["dehaze"]),
+        help="folders with input/XXXX_A_B.ext (SOTS outdoor) or XXXX_k.ext (indoor) + "
+        "target/XXXX.png (or hazy/ + gt/)" + sample.format(SAMPLE_DATA["dehaze"]),
     )
     parser.add_argument(
         "--deblur_path",
@@ -372,7 +392,7 @@ def evaluate_set(
     # --save_images: a file name per pair ("a.jpg" and "a.png" -> a_jpg.png, a_png.png)
     saved_names = distinct_names([Path(pair.name) for pair in test_set.pairs])
     pairs = tqdm(
-        test_set.pairs, desc=f"{test_set.name} {task}", unit="img", disable=not bars_wanted()
+        test_set.pairs, desc=shown(f"{test_set.name} {task}"), unit="img", disable=not bars_wanted()
     )
     for pair, saved_name in zip(pairs, saved_names, strict=True):
         try:
@@ -428,7 +448,7 @@ def evaluate_set(
                 "gain_ssim": f"{score_ssim - input_ssim:.6f}",
             }
         rows.writerow(
-            row
+            shown_all(row)
             | {
                 "tile": tiling["tile"] or "",
                 "tile_reason": tiling["tile_reason"] or "",
@@ -511,6 +531,30 @@ def set_folder(test_set: ImageSet) -> Path:
     if not files:
         return Path(os.path.abspath(test_set.name))
     return Path(os.path.commonpath([os.path.abspath(p.parent) for p in files]))
+
+
+def set_files(test_set: ImageSet) -> dict[str, Path]:
+    """Every file of a set (both sides of its pairs, unpaired files too), each once, by its
+    path relative to ``set_folder`` (``/``-separated, as fingerprints name images)."""
+    folder = set_folder(test_set)
+    paths = [p for pair in test_set.pairs for p in (pair.degraded, pair.target) if p is not None]
+    paths += [path for path, _ in test_set.problems]
+    return {Path(os.path.relpath(path, folder)).as_posix(): path for path in paths}
+
+
+def identify_sets(sets: list[ImageSet]) -> list[tuple[ImageSet, CopyReport]]:
+    """Which copy of which benchmark each set is, by content (utils/fingerprints.py), hashes
+    cached in ``default_cache_path()``; logged, a copy that differs as a warning."""
+    benchmarks = load_benchmarks()
+    cache = HashCache(default_cache_path())
+    copies = []
+    for test_set in sets:
+        report = identify_copy(set_files(test_set), benchmarks, cache)
+        log = logger.warning if report.benchmark and not report.identical else logger.info
+        log("%s (%s): %s", test_set.name, set_folder(test_set), report.describe())
+        copies.append((test_set, report))
+    cache.save()
+    return copies
 
 
 AVERAGED = ("psnr", "ssim", "input_psnr", "input_ssim", "gain_psnr", "gain_ssim")
@@ -599,9 +643,12 @@ def write_summary(
     skipped: dict[Path, str],
     types: list[str] | None,
     average: dict | None,
+    copies: list[tuple[ImageSet, CopyReport]],
 ) -> None:
     """summary.json: the checkpoint and its trained types, the protocol, one record per
-    (set, task), the five-task average (mode 4, else null) and the skipped files."""
+    (set, task), the five-task average (mode 4, else null), the skipped files, and which copy
+    of which benchmark each set is (``copies``: ``CopyReport.as_json`` with the set's name,
+    task and folder)."""
     summary = {
         "mode": args.mode,
         "ckpt": str(ckpt),
@@ -618,23 +665,13 @@ def write_summary(
         "results": [_json_record(s) for s in summaries],
         "five_task_average": _json_record(average) if average else None,
         "skipped": [{"path": str(p), "reason": reason} for p, reason in skipped.items()],
+        "copies": [
+            {"set": s.name, "task": s.task, "folder": str(set_folder(s)), **report.as_json()}
+            for s, report in copies
+        ],
     }
-    write_text_atomic(path, json.dumps(summary, indent=2) + "\n")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write beside ``path``, then rename over it: readers see the old file or the whole new
-    one, never a truncated one."""
-    with writing(path):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", newline="") as f:
-                f.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    with writing(path):  # whole or not at all; a failure is one line naming the file
+        write_text_atomic(path, json.dumps(shown_all(summary), indent=2) + "\n")
 
 
 def evaluate_all(
@@ -646,7 +683,7 @@ def evaluate_all(
     final = args.output_path / "results.csv"
     partial = final.with_name(final.name + ".partial")
     summaries = []
-    with writing(partial), open(partial, "w", newline="") as csv_file:
+    with writing(partial), open(partial, "w", newline="", encoding="utf-8") as csv_file:
         rows = csv.DictWriter(csv_file, fieldnames=CSV_FIELDS)
         rows.writeheader()
         with logging_redirect_tqdm():  # log lines do not break the progress bars
@@ -678,7 +715,7 @@ def main(args: argparse.Namespace) -> int:
         logger.error("%s", missing_paths_message(missing))
         return EXIT_SETUP
     if args.ckpt is None:
-        ckpt, which = default_checkpoint(DEFAULT_CKPT[args.mode])
+        ckpt, which = default_checkpoint(DEFAULT_CKPT[args.mode], MODE_TASK_FILE[args.mode])
     else:
         ckpt, which = args.ckpt, "--ckpt"
     try:
@@ -704,6 +741,7 @@ def evaluate(args: argparse.Namespace, ckpt: Path, which: str) -> int:
     try:
         device = resolve_device(args.device)
         sets = find_sets(args)
+        copies = identify_sets(sets)
         model = load_airnet(ckpt, device)
         types = trained_types(ckpt)
     except (LayoutError, FileNotFoundError, RuntimeError, ValueError) as error:
@@ -729,16 +767,28 @@ def evaluate(args: argparse.Namespace, ckpt: Path, which: str) -> int:
         five_tasks = args.mode == FIVE_TASKS
         average = task_average(summaries, MODE_TASKS[args.mode]) if five_tasks else None
         summary_path = args.output_path / "summary.json"
-        write_summary(summary_path, args, ckpt, device, summaries, skipped, types, average)
+        write_summary(summary_path, args, ckpt, device, summaries, skipped, types, average, copies)
     except OutputError as error:  # disk full, a folder removed: one line naming the file
         logger.error("cannot write the results: %s", error)
         return EXIT_SETUP
-    print(format_table(summaries, average))
+    print(shown(format_table(summaries, average)))
+    for test_set, report in copies:
+        print(shown(f"copy scored as {test_set.name}: {report.describe()}"))
     print(f"skipped files: {len(skipped)}" + (" (listed in summary.json)" if skipped else ""))
-    print(f"per-image results: {args.output_path / 'results.csv'}")
+    print(shown(f"per-image results: {args.output_path / 'results.csv'}"))
     return EXIT_SKIPPED if skipped else EXIT_OK
+
+
+def left_after_interrupt(args: argparse.Namespace) -> str:
+    """What an interrupted run leaves: the rows scored so far, never a results.csv."""
+    partial = args.output_path / "results.csv.partial"
+    if partial.is_file():
+        return f"no results.csv nor summary.json written; the rows scored so far are in {partial}"
+    return "nothing scored"
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    sys.exit(main(parse_args()))
+    show_names_in_output()
+    arguments = parse_args()
+    sys.exit(run_interruptible(lambda: main(arguments), lambda: left_after_interrupt(arguments)))

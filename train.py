@@ -7,9 +7,12 @@ Several GPUs:   torchrun --nproc_per_node N train.py ...
 Resume:         python train.py ... --resume ckpt/airnet_last_train.pth
 Fine-tune:      python train.py ... --init_from ckpt/FILE.pth   (fresh optimiser and schedule)
 Check the data: python train.py ... --check_data   (a table of what training would read; exit 0/2)
+Test content:   every run and --check_data name the training and validation images that are
+                benchmark images (data/benchmarks/); --drop_test_content leaves them out
 
 Phase 1 (epoch < --epochs_encoder) trains the degradation encoder alone with MoCo's
-contrastive loss; phase 2 trains the whole model with L1(restored, clean) + 0.1 * contrastive.
+contrastive loss (or, with --encoder_loss supcon, supervised contrast over the degradation
+types); phase 2 trains the whole model with L1(restored, clean) + 0.1 * contrastive.
 Files written to --ckpt_path:
     airnet_last_train.pth  everything needed to resume (end of every epoch, at --max_steps, on
                            SIGTERM/Ctrl-C, and mid-epoch every --checkpoint_every_minutes/_steps)
@@ -59,7 +62,11 @@ from utils.distributed import (
     init_distributed,
 )
 from utils.ema import WeightAverage
+from utils.encoder_loss import contrastive_accuracy, contrastive_loss
+from utils.fingerprints import HashCache, default_cache_path, load_benchmarks
 from utils.outputs import FolderLock, OutputError, check_writable_folder
+from utils.overlaps import LIST_NAME, Overlaps, find_overlaps, format_overlaps, write_overlap_list
+from utils.paths import show_names_in_output, shown
 from utils.precision import PRECISIONS, needs_grad_scaler, warn_if_slow_precision
 from utils.progress import bars_wanted, format_values
 from utils.run_log import RunLog, log_validation
@@ -72,7 +79,7 @@ from utils.run_state import (
     seed_everything,
     set_rng_states,
 )
-from utils.stop import GracefulStop
+from utils.stop import EXIT_INTERRUPTED, GracefulStop
 from utils.task_loss import (
     HEAD_LR_SCALE,
     RestorerWithUncertainty,
@@ -85,10 +92,12 @@ from utils.train_dataset import (
     BalancedBatchSampler,
     DataError,
     TrainDataset,
+    TypeScan,
     ValidationImage,
     build_sources,
     build_validation_set,
     format_data_check,
+    leave_out,
     scan_training_data,
     scan_validation_data,
     seed_worker,
@@ -249,11 +258,12 @@ def load_init_weights(model: AirNet, state_dict: dict[str, torch.Tensor], path: 
 
 
 def build_loader(
-    args: argparse.Namespace, info: DistInfo, pin_memory: bool
+    args: argparse.Namespace, info: DistInfo, pin_memory: bool, excluded: dict[Path, str]
 ) -> tuple[DataLoader, BalancedBatchSampler]:
+    """The training loader, without the files of ``excluded`` (file -> reason)."""
     try:
         sources = build_sources(
-            args.de_type, data_folders(args), args.data_file_dir, synthetic=args.synthetic
+            args.de_type, data_folders(args), args.data_file_dir, args.synthetic, excluded
         )
     except DataError as error:  # a type without usable data
         raise SetupError(str(error)) from error
@@ -278,11 +288,18 @@ def build_loader(
     return loader, sampler
 
 
-def load_validation_set(args: argparse.Namespace) -> list[ValidationImage]:
-    """The held-out images of every trained type, read once before training starts."""
+def load_validation_set(
+    args: argparse.Namespace, excluded: dict[Path, str]
+) -> list[ValidationImage]:
+    """The held-out images of every trained type, read once before training starts, without
+    the files of ``excluded`` (file -> reason)."""
     try:
         return build_validation_set(
-            args.de_type, data_folders(args, validation=True), args.val_images, args.val_crop
+            args.de_type,
+            data_folders(args, validation=True),
+            args.val_images,
+            args.val_crop,
+            excluded,
         )
     except DataError as error:
         raise SetupError(
@@ -290,24 +307,62 @@ def load_validation_set(args: argparse.Namespace) -> list[ValidationImage]:
         ) from error
 
 
-def check_data(args: argparse.Namespace) -> bool:
-    """--check_data: scan the data as training would, with training's own functions
-    (utils/train_dataset.py: pairing, the size rule, unreadable files), the validation folders
-    too when --val_every > 0; print the table; True when every type is usable. A resumed run
-    (--resume) is checked with the checkpoint's settings (decision 6). No model is built."""
-    if args.resume:
-        load_training_checkpoint(resolve_checkpoint(args.resume), args, world_size=1)
+def scan_data(args: argparse.Namespace) -> list[tuple[str, list[TypeScan]]]:
+    """("training", scans) and, when --val_every > 0, ("validation", scans): the data as
+    training reads it (utils/train_dataset.py)."""
+    folders = data_folders(args)
     parts = [
-        (
-            "training",
-            scan_training_data(
-                args.de_type, data_folders(args), args.data_file_dir, args.synthetic
-            ),
-        )
+        ("training", scan_training_data(args.de_type, folders, args.data_file_dir, args.synthetic))
     ]
     if args.val_every:
         parts.append(("validation", scan_validation_data(args.de_type, data_folders(args, True))))
-    print(format_data_check(parts), flush=True)
+    return parts
+
+
+def check_test_content(
+    args: argparse.Namespace, parts: list[tuple[str, list[TypeScan]]], write: bool = True
+) -> tuple[Overlaps, list[str]]:
+    """Compare every training and validation image of ``parts`` (degraded and clean side)
+    with the benchmark fingerprints of data/benchmarks/ (utils/overlaps.py); hashes are cached
+    in ``default_cache_path()``. With ``write``, the overlaps are listed file by file in
+    LOG_DIR/test_content.tsv.
+
+    Returns (the overlaps; the lines to print: the overlaps per data folder and benchmark,
+    whether --drop_test_content leaves them out, and the cost).
+
+    Raises:
+        SetupError: a fingerprint file cannot be read.
+    """
+    try:
+        benchmarks = load_benchmarks()
+    except (OSError, ValueError) as error:
+        raise SetupError(str(error)) from error
+    overlaps = find_overlaps(parts, benchmarks, HashCache(default_cache_path()))
+    list_path = Path(args.log_dir) / LIST_NAME
+    if write:
+        write_overlap_list(overlaps, list_path)
+    return overlaps, format_overlaps(overlaps, list_path, args.drop_test_content)
+
+
+def check_data(args: argparse.Namespace) -> bool:
+    """--check_data: scan the data as training would, with training's own functions
+    (utils/train_dataset.py: pairing, the size rule, unreadable files), the validation folders
+    too when --val_every > 0; name the images that are test content (``check_test_content``,
+    left out with --drop_test_content); print the table; True when every type is usable. A
+    resumed run (--resume) is checked with the checkpoint's settings (decision 6). No model is
+    built."""
+    if args.resume:
+        load_training_checkpoint(resolve_checkpoint(args.resume), args, world_size=1)
+    try:  # it writes LOG_DIR/test_content.tsv: checked before the scan, as a run's folders are
+        check_writable_folder(args.log_dir, "--log_dir")
+    except OutputError as error:
+        raise SetupError(str(error)) from error
+    parts = scan_data(args)
+    overlaps, lines = check_test_content(args, parts)
+    if args.drop_test_content:
+        parts = [(part, leave_out(scans, overlaps.excluded())) for part, scans in parts]
+    print(shown(format_data_check(parts)), flush=True)
+    print(shown("\n".join(["", *lines])), flush=True)
     return all(scan.usable for _, scans in parts for scan in scans)
 
 
@@ -350,6 +405,7 @@ def compute_losses(
     type_names: list[str] | None = None,
     tur_floor: float | None = None,
     loss_weighting: str = "none",
+    encoder_loss: str = "moco",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Forward one batch; returns (loss, detached stats: loss, l1, ce, contrast_acc and, in
     phase 2 when ``type_names`` are given, each type's own ``l1/TYPE`` and, with the
@@ -358,20 +414,26 @@ def compute_losses(
     The restoration loss is L1 (the paper); when ``net`` returns per-pixel scales u
     (--loss_weighting tur), the task-balanced loss of utils/task_loss.py floored at
     ``tur_floor``; with ``loss_weighting`` "psnr", the per-patch PSNR loss of the same module.
-    Phase 2 adds 0.1 * contrastive in every case.
+    Phase 2 adds 0.1 * contrastive in every case. The contrastive loss is MoCo's InfoNCE (the
+    paper), or with ``encoder_loss`` "supcon" supervised contrast over the batch's types
+    (utils/encoder_loss.py).
     """
     degraded_1 = batch["degraded_1"].to(device, non_blocking=True)  # (B, 3, P, P) query
     degraded_2 = batch["degraded_2"].to(device, non_blocking=True)  # (B, 3, P, P) key
+    inputs = [degraded_1, degraded_2]
+    if encoder_loss == "supcon":
+        inputs.append(batch["de_type"].to(device, non_blocking=True))  # (B,) type indices
     if encoder_only:
-        _, logits, labels, _ = net(degraded_1, degraded_2)  # (B, 1+K), (B,)
-        ce = F.cross_entropy(logits, labels)
+        # (B, 1+K), (B,); with the types (B, B+K), (B, B+K) bool
+        _, logits, labels, _ = net(*inputs)
+        ce = contrastive_loss(logits, labels)
         l1 = torch.zeros((), device=device)
         loss = ce
     else:
         # (B, 3, P, P), (B, 1+K), (B,) and, with the uncertainty head, u (B, 1, P, P)
-        restored, logits, labels, *uncertainty = net(degraded_1, degraded_2)
+        restored, logits, labels, *uncertainty = net(*inputs)
         clean_1 = batch["clean_1"].to(device, non_blocking=True)
-        ce = F.cross_entropy(logits, labels)
+        ce = contrastive_loss(logits, labels)
         l1 = F.l1_loss(restored.float(), clean_1)
         if uncertainty:
             restoration, per_type = uncertainty_weighted_l1(
@@ -385,8 +447,7 @@ def compute_losses(
             if type_names is not None:
                 per_type = per_type_l1(restored, clean_1, batch["de_type"], type_names)
         loss = restoration + CONTRAST_WEIGHT * ce
-    # Top-1 contrastive accuracy: how often the positive key (index 0) scores highest.
-    accuracy = (logits.argmax(dim=1) == labels).float().mean()
+    accuracy = contrastive_accuracy(logits, labels)  # how often the top key is a positive
     stats = {"loss": loss, "l1": l1, "ce": ce, "contrast_acc": accuracy}
     if not encoder_only:
         stats.update(per_type)
@@ -477,13 +538,14 @@ def optimizer_step(
     type_names: list[str] | None = None,
     tur_floor: float | None = None,
     loss_weighting: str = "none",
+    encoder_loss: str = "moco",
 ) -> dict[str, float]:
     """One step; returns the losses and accuracy averaged over the processes (per-type
     numbers as ``compute_losses`` gives them)."""
     dtype = PRECISIONS[precision]
     with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
         loss, stats = compute_losses(
-            net, batch, encoder_only, device, type_names, tur_floor, loss_weighting
+            net, batch, encoder_only, device, type_names, tur_floor, loss_weighting, encoder_loss
         )
     values = all_reduce_mean(torch.stack(list(stats.values())), info).tolist()
     optimizer.zero_grad(set_to_none=True)
@@ -521,6 +583,7 @@ def train_one_epoch(net: nn.Module, run: Run, position: Position) -> bool:
             list(args.de_type),
             args.tur_floor,
             args.loss_weighting,
+            args.encoder_loss,
         )
         if run.ema is not None:
             run.ema.update(run.model)
@@ -680,8 +743,19 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
     args.world_size = info.world_size
     seed_everything(args.seed)
 
-    loader, sampler = build_loader(args, info, pin_memory=device.type == "cuda")
-    validation_set = load_validation_set(args) if args.val_every and info.is_main else []
+    excluded: dict[Path, str] = {}
+    if info.is_main or args.drop_test_content:  # the other processes only need what to drop
+        overlaps, lines = check_test_content(args, scan_data(args), write=info.is_main)
+        if info.is_main:
+            report = logger.warning if overlaps.matches else logger.info
+            for line in lines:
+                report("%s", line)
+        if args.drop_test_content:
+            excluded = overlaps.excluded()
+    loader, sampler = build_loader(args, info, device.type == "cuda", excluded)
+    validation_set = []
+    if args.val_every and info.is_main:
+        validation_set = load_validation_set(args, excluded)
 
     model = AirNet(**model_kwargs(args), queue_size=args.queue_size, dcn_impl=args.dcn_impl)
     if args.sync_bn and info.distributed and device.type == "cuda":
@@ -706,6 +780,8 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
     if checkpoint is not None:
         ema_state = checkpoint.get("ema")
         model.load_state_dict(checkpoint["model"])
+        if "queue_types" in checkpoint:  # kept out of the state dict; older files: unknown
+            model.E.E.queue_types.copy_(checkpoint["queue_types"])
         if head is not None:
             head.load_state_dict(checkpoint["loss_head"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -847,6 +923,7 @@ def cli() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    show_names_in_output()
     args = parse_args()
     try:
         if args.check_data:
@@ -862,6 +939,9 @@ def cli() -> None:
     except OutputError as error:  # a write failed mid-run (disk full, folder gone)
         logger.error("%s; stopping (the checkpoints written before stay as they were)", error)
         raise SystemExit(EXIT_FAILED) from None
+    except KeyboardInterrupt:  # before the training loop's own stop (setup, --check_data)
+        logger.error("interrupted (Ctrl-C)")
+        raise SystemExit(EXIT_INTERRUPTED) from None
     if result.interrupted:  # saved and resumable, but not finished: say so to the caller
         raise SystemExit(128 + signal.Signals[result.interrupted].value)
 

@@ -87,6 +87,12 @@ class CBDE(nn.Module):
             temperature=temperature,
         )
 
-    def forward(self, x_query: torch.Tensor, x_key: torch.Tensor | None = None) -> tuple:
-        """Training: (fea, logits, labels, inter). Eval: (fea, inter); the key is ignored."""
-        return self.E(x_query, x_key)
+    def forward(
+        self,
+        x_query: torch.Tensor,
+        x_key: torch.Tensor | None = None,
+        types: torch.Tensor | None = None,
+    ) -> tuple:
+        """Training: (fea, logits, labels, inter), with ``types`` (N,) the supervised-contrast
+        form (``MoCo.forward``). Eval: (fea, inter); the key and types are ignored."""
+        return self.E(x_query, x_key, types)

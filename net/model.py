@@ -18,10 +18,13 @@ from net.deform_conv import DCN_layer
 from net.dgrn import DGRN
 from net.encoder import CBDE
 from utils.checkpoint import CheckpointError, load_model_state
+from utils.encoder_loss import UNKNOWN_TYPE
 
 
 class AirNet(nn.Module):
-    """Training: ``forward(x_query, x_key) -> (restored, logits, labels)``.
+    """Training: ``forward(x_query, x_key) -> (restored, logits, labels)``; given each patch's
+    degradation type, ``forward(x_query, x_key, types)`` returns the logits and positives of
+    supervised contrast instead (``net.moco.MoCo.forward``, train.py ``--encoder_loss supcon``).
     Eval: ``forward(x) -> restored``; the key is ignored and only the query encoder runs.
 
     Args:
@@ -49,9 +52,14 @@ class AirNet(nn.Module):
         self.R = DGRN(n_feats, n_groups, n_blocks, dcn_impl)
         self.E = CBDE(n_feats, queue_size, momentum, temperature)
 
-    def forward(self, x_query: torch.Tensor, x_key: torch.Tensor | None = None):
+    def forward(
+        self,
+        x_query: torch.Tensor,
+        x_key: torch.Tensor | None = None,
+        types: torch.Tensor | None = None,
+    ):
         if self.training:
-            _, logits, labels, inter = self.E(x_query, x_key)
+            _, logits, labels, inter = self.E(x_query, x_key, types)
             return self.R(x_query, inter), logits, labels
         _, inter = self.E(x_query)
         return self.R(x_query, inter)
@@ -67,10 +75,17 @@ class AirNet(nn.Module):
 
         The queue length is batch_size * 256 in the official code, so the official files hold
         1280, 768 or 256 columns; the queue only matters for training and is resized here.
+        The state dict holds no types of the queued keys: a loaded queue's are unknown
+        (train.py restores a training checkpoint's after loading).
         """
+        moco = self.E.E
         queue = state_dict.get("E.E.queue")
-        if queue is not None and queue.shape != self.E.E.queue.shape:
-            self.E.E.queue = torch.empty_like(queue, device=self.E.E.queue.device)
+        if queue is not None:
+            if queue.shape != moco.queue.shape:
+                moco.queue = torch.empty_like(queue, device=moco.queue.device)
+            moco.queue_types = torch.full(
+                queue.shape[1:], UNKNOWN_TYPE, dtype=torch.long, device=moco.queue_types.device
+            )
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
 

@@ -2,16 +2,25 @@
 
     python scripts/average_weights.py validate CKPT... --val_denoise_dir D --val_derain_dir R \\
         --val_dehaze_dir H [--val_deblur_dir B --val_lowlight_dir L] [--de_type ...] \\
-        [--val_images 0 --val_crop 256] [--clean]
+        [--val_images 0 --val_crop 256] [--clean] [--reference SHIPPED]
     python scripts/average_weights.py average CKPT... --output averaged.pth
+    python scripts/average_weights.py ship CKPT --output ckpt/NAME.safetensors --version N \
+        [--reference SHIPPED] --val_..._dir ... [--clean]
 
 ``validate`` runs train.py's own validation (utils/validation.py: same images, crops, seeded
-noise and metrics as the ``val`` records of log.jsonl) on each file and prints a markdown row per
-file with the shipping rule's verdict (every type above its input; clean photos, when
-``--clean`` is given, kept within 30 dB and 3 grey levels), so exports of different runs, and
-averages of them, are compared on equal terms. The types are those the first file records
+noise and metrics as the ``val`` records of log.jsonl) on each file and prints a markdown table:
+a row per file with the shipping rule's verdict (decision 14, ``qualifies``: every type above its
+input and, with ``--reference``, no more than 0.05 dB below the shipped file for the role; clean
+photos, when ``--clean`` is given, kept within 30 dB and 3 grey levels), the shipped file's row
+(scored once, on the same images) and the inputs' row, so that each type's column holds the
+export, the shipped file and the input side by side. Exports of different runs, and averages of
+them, are so compared on equal terms. The types are those the first file records
 (``de_type``, decision 5; a five-task export needs ``--val_deblur_dir`` and ``--val_lowlight_dir``),
 or ``--de_type``, or the paper's five.
+
+``ship`` validates one export the same way and, only when it passes the rule (against
+``--reference``, the file shipped for the role), writes it as safetensors with its size, trained
+types, version, step, verdict and validation PSNR per type in the metadata (decision 4).
 
 ``average`` writes the uniform average of the weights of exports of one model size, in the
 format of the first file (Izmailov et al., "Averaging Weights Leads to Wider Optima and Better
@@ -36,21 +45,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from net import load_airnet  # noqa: E402
 from option import DE_TYPES, VAL_CROP, VAL_IMAGES  # noqa: E402
 from utils.checkpoint import (  # noqa: E402
+    MODEL_KWARGS,
     CheckpointError,
+    infer_model_size,
     load_model_state,
     read_weights,
+    save_safetensors_atomic,
     save_weights_as,
     trained_types,
 )
-from utils.cli import ArgumentParser  # noqa: E402
+from utils.cli import ArgumentParser, Range  # noqa: E402
 from utils.outputs import check_writable_file  # noqa: E402
+from utils.paths import show_names_in_output  # noqa: E402
+from utils.stop import run_interruptible  # noqa: E402
 from utils.train_dataset import (  # noqa: E402
     CLEAN,
     TYPE_FOLDERS,
     DataError,
     build_validation_set,
 )
-from utils.validation import validate  # noqa: E402
+from utils.validation import (  # noqa: E402
+    REFERENCE_TOLERANCE,
+    format_comparison,
+    psnr_by_type,
+    validate,
+)
 
 KEPT_FROM_LAST = ("E.E.queue",)  # read by training only; an average of queues means nothing
 NOT_OF_THE_AVERAGE = ("qualifies",)  # an export's shipping-rule verdict (utils/validation.py)
@@ -104,23 +123,89 @@ def validation_types(paths: list[Path], args: argparse.Namespace) -> list[str]:
 
 
 def validate_files(paths: list[Path], args: argparse.Namespace) -> None:
-    """Print a markdown row per file: PSNR per type, clean, mean and the shipping rule."""
+    """Print a markdown table of PSNR (dB) per type, clean, mean and the shipping rule: the
+    shipped file's row (``--reference``) first, a row per file, the inputs' row last.
+
+    Raises:
+        DataError: a validation folder the types need is missing or empty.
+        CheckpointError, FileNotFoundError: a file (or the reference) cannot be read.
+    """
     keys = dict.fromkeys(TYPE_FOLDERS.values())
     folders = {key: getattr(args, f"val_{key}_dir") for key in keys}
     types = validation_types(paths, args)
     degradations = [t for t in types if t != CLEAN]
     images = build_validation_set(types, folders, args.val_images, args.val_crop)
+    cpu = torch.device("cpu")
     header = " | ".join(degradations) + (" | clean (dB / grey levels)" if args.clean else "")
     print(f"| file | {header} | mean | qualifies |")
     print("|---|" + "---|" * (len(types) + 2))
+    reference = None
+    if args.reference is not None:  # scored once; every file is judged against it
+        reference, _ = validate(load_airnet(args.reference), images, cpu)
+        cells = psnr_cells(reference, degradations, args.clean)
+        print(markdown_row(f"shipped: {args.reference}", cells, reference["psnr/mean"], "-"))
     for path in paths:
-        metrics, _ = validate(load_airnet(path), images, torch.device("cpu"))
-        cells = [f"{metrics[f'psnr/{t}']:.2f}" for t in degradations]
-        if args.clean:
-            cells.append(f"{metrics['psnr/clean']:.2f} / {metrics['brightness/clean']:.1f}")
+        metrics, _ = validate(load_airnet(path), images, cpu, reference)
+        cells = psnr_cells(metrics, degradations, args.clean)
         verdict = "yes" if metrics["qualifies"] else "no"
-        row = " | ".join(cells)
-        print(f"| {path} | {row} | {metrics['psnr/mean']:.2f} | {verdict} |", flush=True)
+        print(markdown_row(str(path), cells, metrics["psnr/mean"], verdict), flush=True)
+    inputs = [float(metrics[f"input_psnr/{t}"]) for t in degradations]  # the same for every file
+    cells = [f"{value:.2f}" for value in inputs] + (["-"] if args.clean else [])  # clean: itself
+    print(markdown_row("input (degraded)", cells, sum(inputs) / len(inputs), "-"))
+
+
+def ship_file(path: Path, output: Path, version: int, args: argparse.Namespace) -> dict:
+    """Validate ``path`` as ``validate`` does and, when it passes the shipping rule (against
+    ``--reference`` when given), write it to ``output`` as safetensors with its size, trained
+    types, ``version``, step, the verdict and its validation PSNR per type in the metadata
+    (decision 4). Returns the metrics.
+
+    Raises:
+        ShippingRefused: the export does not pass the rule (nothing is written).
+        DataError, CheckpointError, FileNotFoundError: as ``validate_files``.
+    """
+    keys = dict.fromkeys(TYPE_FOLDERS.values())
+    folders = {key: getattr(args, f"val_{key}_dir") for key in keys}
+    images = build_validation_set(
+        validation_types([path], args), folders, args.val_images, args.val_crop
+    )
+    cpu = torch.device("cpu")
+    reference = None
+    if args.reference is not None:
+        reference, _ = validate(load_airnet(args.reference), images, cpu)
+    metrics, _ = validate(load_airnet(path), images, cpu, reference)
+    print(f"{path}: {format_comparison(metrics, reference)}")
+    if not metrics["qualifies"]:
+        raise ShippingRefused(f"{path} does not pass the shipping rule; nothing written")
+    weights = read_weights(path)
+    recorded = (*MODEL_KWARGS, "de_type", *NOT_OF_THE_AVERAGE)  # written by their own fields
+    facts = {k: v for k, v in (weights.metadata or {}).items() if k not in recorded}
+    facts |= {"version": version, "qualifies": True}
+    facts["validation_psnr"] = {k: round(v, 2) for k, v in psnr_by_type(metrics).items()}
+    if args.reference is not None:
+        facts["judged_against"] = args.reference.name
+    size = weights.size or infer_model_size(weights.state_dict)
+    save_safetensors_atomic(weights.state_dict, output, size, weights.de_type, facts)
+    return metrics
+
+
+class ShippingRefused(RuntimeError):
+    """An export that does not pass the shipping rule (utils/validation.py)."""
+
+
+def psnr_cells(
+    metrics: dict[str, float | bool | None], degradations: list[str], clean: bool
+) -> list[str]:
+    """``validate``'s PSNR (dB) of each type in ``degradations``, then, with ``clean``, the
+    clean photos' PSNR / brightness change (grey levels), as table cells."""
+    cells = [f"{metrics[f'psnr/{t}']:.2f}" for t in degradations]
+    if clean:
+        cells.append(f"{metrics['psnr/clean']:.2f} / {metrics['brightness/clean']:.1f}")
+    return cells
+
+
+def markdown_row(name: str, cells: list[str], mean: float, verdict: str) -> str:
+    return f"| {name} | {' | '.join(cells)} | {mean:.2f} | {verdict} |"
 
 
 def add_validation_arguments(parser: argparse.ArgumentParser, val_images: int) -> None:
@@ -154,11 +239,41 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     val = commands.add_parser("validate", help="PSNR per type on a validation split")
     add_validation_arguments(val, val_images=0)
+    val.add_argument(
+        "--reference",
+        type=Path,
+        metavar="FILE",
+        help="the shipped file for the role (e.g. ckpt/airnet-small-repo-trained.safetensors): "
+        "scored once on the same images and printed beside the files; a file qualifies only "
+        f"when no type is more than {REFERENCE_TOLERANCE} dB below it (decision 14)",
+    )
+    ship = commands.add_parser(
+        "ship", help="validate one export and, when it passes the rule, write it as safetensors"
+    )
+    add_validation_arguments(ship, val_images=0)
+    ship.add_argument("--reference", type=Path, metavar="FILE", help="as validate's")
+    ship.add_argument("--output", type=Path, required=True, help="the .safetensors to write")
+    ship.add_argument(
+        "--version", type=Range(int, 1, 10_000), required=True, help="recorded in the metadata"
+    )
     avg = commands.add_parser("average", help="uniform average of the weights of exports")
     avg.add_argument("ckpts", nargs="+", type=Path)
     avg.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
-    if args.command == "validate":
+    if args.command == "ship":
+        if len(args.ckpts) != 1:
+            parser.error("ship takes one export")
+        try:
+            check_writable_file(args.output, "--output")  # before the files are scored
+            ship_file(args.ckpts[0], args.output, args.version, args)
+        except ShippingRefused as error:
+            print(f"refused: {error}", file=sys.stderr)
+            raise SystemExit(1) from None
+        except (DataError, CheckpointError, OSError) as error:  # OSError: OutputError too
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+        print(f"{args.output}: written (version {args.version})")
+    elif args.command == "validate":
         try:
             validate_files(args.ckpts, args)
         except (DataError, CheckpointError, FileNotFoundError) as error:
@@ -175,4 +290,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    show_names_in_output()
+    sys.exit(run_interruptible(main))

@@ -30,6 +30,8 @@ from utils.image_io import ImageReadError, read_image  # noqa: E402
 from utils.metrics import psnr, ssim  # noqa: E402
 from utils.optional import require  # noqa: E402
 from utils.outputs import OutputError, check_writable_file, writing  # noqa: E402
+from utils.paths import show_names_in_output, shown_all  # noqa: E402
+from utils.stop import run_interruptible  # noqa: E402
 from utils.synthetic import box_blur  # noqa: E402
 
 
@@ -138,11 +140,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.output:
         try:
             with writing(args.output):
-                args.output.write_text(json.dumps(results, indent=2) + "\n")
+                args.output.write_text(json.dumps(shown_all(results), indent=2) + "\n")
         except OutputError as error:  # the disk filled up meanwhile
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
-    main()
+    show_names_in_output()
+    sys.exit(run_interruptible(main))

@@ -35,6 +35,8 @@ from utils.eval_dataset import (  # noqa: E402
 from utils.image_io import ImageReadError, read_image  # noqa: E402
 from utils.optional import require  # noqa: E402
 from utils.outputs import OutputError, check_writable_file  # noqa: E402
+from utils.paths import show_names_in_output  # noqa: E402
+from utils.stop import run_interruptible  # noqa: E402
 
 
 def read_stages(logs: list[Path], starts: list[int]) -> list[dict]:
@@ -212,4 +214,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    show_names_in_output()
+    sys.exit(run_interruptible(main))

@@ -40,6 +40,8 @@ from average_weights import add_validation_arguments, validation_types  # noqa: 
 from net import AirNet, load_airnet  # noqa: E402
 from utils.checkpoint import CheckpointError  # noqa: E402
 from utils.cli import PATCH_SIZE, SEED, ArgumentParser, Range  # noqa: E402
+from utils.paths import show_names_in_output  # noqa: E402
+from utils.stop import run_interruptible  # noqa: E402
 from utils.train_dataset import TYPE_FOLDERS, DataError, build_validation_set  # noqa: E402
 
 FEATURES = ("fea", "inter")
@@ -162,4 +164,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    show_names_in_output()
+    sys.exit(run_interruptible(main))

@@ -33,6 +33,8 @@ from utils.degradations import crop_to_multiple  # noqa: E402
 from utils.image_files import ImageReadError, read_image  # noqa: E402
 from utils.metrics import psnr, ssim  # noqa: E402
 from utils.pairing import LayoutError, find_pairs  # noqa: E402
+from utils.paths import show_names_in_output  # noqa: E402
+from utils.stop import run_interruptible  # noqa: E402
 
 GAMMAS = np.arange(0.05, 2.0 + 1e-9, 0.01)
 GAINS = np.geomspace(0.5, 40.0, 400)
@@ -143,4 +145,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    show_names_in_output()
+    sys.exit(run_interruptible(main))

@@ -32,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from utils.cli import SEED, ArgumentParser  # noqa: E402
 from utils.image_files import ImageReadError, list_images, read_image, save_image  # noqa: E402
 from utils.outputs import check_writable_folder  # noqa: E402
+from utils.paths import name_bytes, show_names_in_output, shown, shown_all  # noqa: E402
+from utils.stop import run_interruptible  # noqa: E402
 from utils.synthetic import blur_image, motion_kernel  # noqa: E402
 
 PROXY = (
@@ -41,8 +43,9 @@ PROXY = (
 
 
 def image_rng(name: str, seed: int) -> np.random.Generator:
-    """The generator of one image's kernel: a function of (seed, file name) only."""
-    return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
+    """The generator of one image's kernel: a function of (seed, file name) only, the name
+    hashed as its bytes on disk (a name that is not UTF-8 has its kernel too)."""
+    return np.random.default_rng([seed, zlib.crc32(name_bytes(name))])
 
 
 def output_stems(paths: list[Path]) -> list[str]:
@@ -67,10 +70,10 @@ def write_testset(clean_dir: Path, output: Path, seed: int = 0) -> int:
         kernel = motion_kernel(image_rng(path.name, seed))
         save_image(output / "input" / f"{stem}.png", blur_image(clean, kernel))
         save_image(output / "target" / f"{stem}.png", clean)
-        kernels[stem] = kernel
+        kernels[shown(stem)] = kernel  # the keys are names inside a zip: UTF-8
     np.savez_compressed(output / "kernels.npz", **kernels)
     record = {"proxy": PROXY, "source": str(clean_dir), "seed": seed, "images": len(kernels)}
-    (output / "proxy.json").write_text(json.dumps(record, indent=2) + "\n")
+    (output / "proxy.json").write_text(json.dumps(shown_all(record), indent=2) + "\n")
     return len(kernels)
 
 
@@ -91,4 +94,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    show_names_in_output()
+    sys.exit(run_interruptible(main))

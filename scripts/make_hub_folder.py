@@ -46,6 +46,8 @@ from utils.checkpoint import (  # noqa: E402
 )
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.outputs import check_writable_folder  # noqa: E402
+from utils.paths import show_names_in_output  # noqa: E402
+from utils.stop import run_interruptible  # noqa: E402
 
 EXIT_OK, EXIT_MISMATCH, EXIT_SETUP = 0, 1, 2
 TAGS = [
@@ -256,4 +258,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    show_names_in_output()
+    sys.exit(run_interruptible(main))

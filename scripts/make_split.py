@@ -24,6 +24,9 @@ machine. LOL pairs are held out by groups: pairs whose low or high images are by
 ``--lowlight_dir`` takes training pairs only: a LOL root means its ``our485/``, and a path
 through ``eval15/`` or ``test/`` (the test set) is refused. Model selection uses OUTPUT/val;
 the test sets stay untouched. Pairs are found by ``utils/pairing.py``, as training finds them.
+``--exclude_test data/benchmarks`` (the benchmark fingerprints, or folders of test images)
+leaves out every photo and pair with a side that is a test image: equal pixels, or the same
+photo resized, re-encoded, flipped or turned (``utils/fingerprints.py``; decision 13).
 """
 
 from __future__ import annotations
@@ -39,10 +42,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from utils.cli import SEED, ArgumentParser, Range  # noqa: E402
-from utils.fingerprints import digests_of_test_sets, find_test_content  # noqa: E402
+from utils.fingerprints import find_test_content, load_references  # noqa: E402
 from utils.image_files import ImageReadError, list_images, read_image, save_image  # noqa: E402
 from utils.outputs import check_writable_folder  # noqa: E402
 from utils.pairing import LayoutError, Pair, PairScan, find_pairs  # noqa: E402
+from utils.paths import name_bytes, show_names_in_output, shown  # noqa: E402
+from utils.stop import run_interruptible  # noqa: E402
 from utils.synthetic import add_haze, motion_blur, random_haze_parameters  # noqa: E402
 
 TEST_FOLDERS = {"eval15", "test"}  # LOL's test set as released and as extracted
@@ -64,7 +69,7 @@ def link(source: Path, target: Path) -> None:
 def write_val_haze(clean_path: Path, folder: Path, seed: int) -> None:
     """A hazy copy of one held-out photo, its parameters (utils/synthetic.py) seeded by
     (seed, file name); A and beta rounded as RESIDE names them, and made with those values."""
-    rng = np.random.default_rng([seed, zlib.crc32(clean_path.name.encode())])
+    rng = np.random.default_rng([seed, zlib.crc32(name_bytes(clean_path.name))])
     parameters = random_haze_parameters(rng)
     parameters["atmosphere"] = round(parameters["atmosphere"], 2)
     parameters["beta"] = round(parameters["beta"], 3)
@@ -76,7 +81,7 @@ def write_val_haze(clean_path: Path, folder: Path, seed: int) -> None:
 
 def write_val_blur(clean_path: Path, folder: Path, seed: int) -> None:
     """A motion-blurred copy of one held-out photo, the kernel seeded by (seed, file name)."""
-    rng = np.random.default_rng([seed, zlib.crc32(clean_path.name.encode()), BLUR_SALT])
+    rng = np.random.default_rng([seed, zlib.crc32(name_bytes(clean_path.name)), BLUR_SALT])
     clean = read_image(clean_path)
     save_image(folder / "input" / f"{clean_path.stem}.png", motion_blur(clean, rng))
     save_image(folder / "target" / f"{clean_path.stem}.png", clean)
@@ -161,11 +166,17 @@ def lowlight_training_pairs(lowlight_dir: Path) -> PairScan:
     return scan
 
 
-def split_lowlight(scan: PairScan, output: Path, count: int, seed: int) -> str:
+def split_lowlight(
+    scan: PairScan, output: Path, count: int, seed: int, excluded: set[Path] | None = None
+) -> str:
+    """LOL pairs into train/ and val/ by groups (``identical_groups``), leaving out the pairs
+    with a side in ``excluded``."""
     report_problems("lowlight", scan.problems)
-    groups = identical_groups(scan.pairs)
+    excluded = excluded or set()
+    pairs = [p for p in scan.pairs if not {p.degraded, p.clean} & excluded]
+    groups = identical_groups(pairs)
     val = held_out_groups(groups, count, seed)
-    for pair in scan.pairs:
+    for pair in pairs:
         if pair in val:
             link(pair.degraded, output / "val/lowlight/input" / pair.name)
             link(pair.clean, output / "val/lowlight/target" / pair.name)
@@ -173,9 +184,10 @@ def split_lowlight(scan: PairScan, output: Path, count: int, seed: int) -> str:
             link(pair.degraded, output / "train/lowlight/low" / pair.name)
             link(pair.clean, output / "train/lowlight/high" / pair.name)
     shared = sum(len(group) for group in groups if len(group) > 1)
+    left_out = len(scan.pairs) - len(pairs)
     return (
-        f"low-light pairs {len(scan.pairs) - len(val)} train / {len(val)} val "
-        f"({shared} pairs sharing identical images kept with their group)"
+        f"low-light pairs {len(pairs) - len(val)} train / {len(val)} val "
+        f"({shared} pairs sharing identical images kept with their group, {left_out} left out)"
     )
 
 
@@ -208,24 +220,31 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         nargs="+",
         default=[],
-        metavar="DIR",
-        help="test sets (folders, searched recursively): every training image whose decoded "
-        "pixels equal a test image's is left out of the split and listed in "
-        "OUTPUT/excluded_test_content.txt (decision 13)",
+        metavar="PATH",
+        help="benchmark fingerprints (data/benchmarks, or one .json) or folders of test images "
+        "(searched recursively): every training image that is a test image (equal pixels, or "
+        "the same photo resized, re-encoded, flipped or turned: utils/fingerprints.py) is "
+        "left out of the split and listed in OUTPUT/excluded_test_content.txt (decision 13)",
     )
     parser.add_argument("--seed", type=SEED, default=0)
     return parser
 
 
-def exclude_test_content(images: list[Path], test_folders: list[Path], output: Path) -> set[Path]:
-    """The images among ``images`` that equal a test image (utils/fingerprints.py), written
-    to OUTPUT/excluded_test_content.txt as ``training file<TAB>test file`` lines."""
-    if not test_folders:
+def exclude_test_content(images: list[Path], references: list[Path], output: Path) -> set[Path]:
+    """The images among ``images`` that are test images of ``references`` (utils/fingerprints.py
+    ``load_references``: fingerprint files or folders of test images), written to
+    OUTPUT/excluded_test_content.txt as ``training file<TAB>benchmark<TAB>test image<TAB>match``
+    lines, the nearest match of each."""
+    if not references:
         return set()
-    matches = find_test_content(images, digests_of_test_sets(test_folders))
+    matches = find_test_content(images, load_references(references))
     output.mkdir(parents=True, exist_ok=True)
-    lines = [f"{path}\t{test}" for path, test in sorted(matches.items())]
-    (output / "excluded_test_content.txt").write_text("".join(line + "\n" for line in lines))
+    lines = []
+    for path, (match, *_) in sorted(matches.items()):
+        how = "equal pixels" if match.exact else f"pHash {match.distance} bits"
+        lines.append(shown(f"{path}\t{match.benchmark}\t{match.image}\t{how}"))
+    text = "".join(line + "\n" for line in lines)
+    (output / "excluded_test_content.txt").write_text(text, encoding="utf-8")
     return set(matches)
 
 
@@ -239,10 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         # Every folder is checked before anything is written.
         rain = None if args.derain_dir is None else find_pairs("derain", args.derain_dir)
         low = None if args.lowlight_dir is None else lowlight_training_pairs(args.lowlight_dir)
-        rain_files = (
-            [] if rain is None else [p for pair in rain.pairs for p in (pair.degraded, pair.clean)]
-        )
-        excluded = exclude_test_content(clean + rain_files, args.exclude_test, args.output)
+        paired = [pair for scan in (rain, low) if scan is not None for pair in scan.pairs]
+        paired_files = [path for pair in paired for path in (pair.degraded, pair.clean)]
+        excluded = exclude_test_content(clean + paired_files, args.exclude_test, args.output)
         kept_out = sum(path in excluded for path in clean)
         clean = [path for path in clean if path not in excluded]
         val_clean = held_out(clean, args.val_clean, args.seed)
@@ -259,8 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         if rain is not None:
             counts.append(split_derain(rain, args.output, args.val_derain, args.seed, excluded))
         if low is not None:
-            counts.append(split_lowlight(low, args.output, args.val_lowlight, args.seed))
-    except (LayoutError, FileNotFoundError, OSError, ImageReadError) as error:
+            counts.append(split_lowlight(low, args.output, args.val_lowlight, args.seed, excluded))
+    except (LayoutError, FileNotFoundError, OSError, ImageReadError, ValueError) as error:
         print(f"make_split.py: {error}", file=sys.stderr)
         return 2
     synthetic = "haze and blur" if args.val_deblur else "haze"
@@ -269,4 +287,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    show_names_in_output()
+    sys.exit(run_interruptible(main))

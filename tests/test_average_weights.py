@@ -166,3 +166,101 @@ def test_validate_without_a_needed_folder_is_one_line_exit_2(
     assert stop.value.code == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "--val_deblur_dir" in error
+
+
+def box_filter_export(path: Path, blend: float) -> None:
+    """A tiny export whose output is (1 - blend) * input + blend * its 3x3 box mean, per
+    channel: the head copies RGB into the first channels, every group and the body's last
+    convolution are zero (each adds nothing to its skip), the tail is the filter. Box means
+    remove noise of sigma 50 (blend 1 more than blend 0.5); blend 0 is the input itself."""
+    model = AirNet(**SIZE)
+    with torch.no_grad():
+        for parameter in model.R.parameters():
+            parameter.zero_()
+        for channel in range(3):
+            model.R.head[0].weight[channel, channel, 1, 1] = 1.0
+            model.R.tail[0].weight[channel, channel] = blend / 9
+            model.R.tail[0].weight[channel, channel, 1, 1] += 1.0 - blend
+    export_model(model, argparse.Namespace(**SIZE, de_type=["denoise_50"]), path)
+
+
+def validate_table(argv: list[str], capsys: pytest.CaptureFixture) -> dict[str, list[str]]:
+    """Run ``validate`` on the sigma-50 split; {first cell: the other cells} of each row."""
+    average_weights.main([
+        "validate", *argv,
+        "--val_denoise_dir", str(REPO / "data/test/denoise/CBSD68"),
+        "--val_images", "1", "--val_crop", "32",
+    ])  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| file | denoise_50 | mean | qualifies |"
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_validate_against_the_shipped_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Decision 14 through ``validate --reference``: each type's column holds the export, the
+    shipped file and the input; a shipped file that is better makes an export that beats its
+    input fail, one that is worse leaves it passing."""
+    export, better, worse = tmp_path / "mild.pth", tmp_path / "box.pth", tmp_path / "none.pth"
+    for path, blend in ((export, 0.5), (better, 1.0), (worse, 0.0)):
+        box_filter_export(path, blend)
+    alone = validate_table([str(export)], capsys)
+    assert list(alone) == [str(export), "input (degraded)"]
+    assert alone[str(export)][-1] == "yes"  # above its input, nothing shipped to compare
+    psnr_export, psnr_input = float(alone[str(export)][0]), float(alone["input (degraded)"][0])
+    assert psnr_export > psnr_input
+
+    table = validate_table([str(export), "--reference", str(better)], capsys)
+    assert list(table) == [f"shipped: {better}", str(export), "input (degraded)"]
+    assert float(table[f"shipped: {better}"][0]) > psnr_export + 0.05
+    assert table[str(export)] == alone[str(export)][:-1] + ["no"]
+    assert table["input (degraded)"] == alone["input (degraded)"]
+
+    table = validate_table([str(export), "--reference", str(worse)], capsys)
+    assert float(table[f"shipped: {worse}"][0]) < psnr_export
+    assert table[str(export)][-1] == "yes"
+
+
+def test_validate_with_an_unreadable_reference_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    box_filter_export(tmp_path / "m.pth", 0.5)
+    with pytest.raises(SystemExit) as stop:
+        validate_table(
+            [str(tmp_path / "m.pth"), "--reference", str(tmp_path / "absent.pth")], capsys
+        )
+    assert stop.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "absent.pth" in error
+
+
+def ship(argv: list[str]) -> None:
+    average_weights.main([
+        "ship", *argv,
+        "--val_denoise_dir", str(REPO / "data/test/denoise/CBSD68"),
+        "--val_images", "1", "--val_crop", "32",
+    ])  # fmt: skip
+
+
+def test_ship_writes_a_qualifying_export_with_its_facts_and_refuses_others(tmp_path: Path) -> None:
+    """``ship``: an export that passes the rule (against the shipped file) is written as
+    safetensors with its size, types, version and verdict (decision 4); one that does not is
+    refused with exit 1 and nothing is written."""
+    export, better, worse = tmp_path / "mild.pth", tmp_path / "box.pth", tmp_path / "none.pth"
+    for path, blend in ((export, 0.5), (better, 1.0), (worse, 0.0)):
+        box_filter_export(path, blend)
+    shipped = tmp_path / "ckpt" / "shipped.safetensors"
+    ship([str(export), "--reference", str(worse), "--output", str(shipped), "--version", "3"])
+    weights = read_weights(shipped)
+    assert weights.format == "safetensors" and weights.de_type == ["denoise_50"]
+    assert weights.size == {"n_feats": 8, "n_groups": 1, "n_blocks": 1}
+    assert weights.metadata["version"] == 3 and weights.metadata["qualifies"] is True
+    assert weights.metadata["judged_against"] == "none.pth"
+    assert set(weights.metadata["validation_psnr"]) == {"denoise_50"}
+    original = load_airnet(export).state_dict()
+    assert all(torch.equal(load_airnet(shipped).state_dict()[k], v) for k, v in original.items())
+
+    refused = tmp_path / "ckpt" / "refused.safetensors"
+    with pytest.raises(SystemExit) as stop:
+        ship([str(export), "--reference", str(better), "--output", str(refused), "--version", "4"])
+    assert stop.value.code == 1 and not refused.exists()

@@ -23,6 +23,7 @@ from utils.eval_dataset import (
     find_derain_sets,
     find_lowlight_sets,
 )
+from utils.fingerprints import fingerprint_folder
 from utils.metrics import psnr
 from utils.pairing import LayoutError
 
@@ -295,8 +296,47 @@ def test_bundled_sample_data_runs(tiny_ckpt, tmp_path):
     argv += ["--derain_path", str(ROOT / "data/test/derain")]
     argv += ["--dehaze_path", str(ROOT / "data/test/dehaze")]
     assert test_script.main(test_script.build_parser().parse_args(argv)) == 0
-    sets = {r["set"] for r in read_summary(tmp_path)["results"]}
-    assert sets == {"CBSD68", "Rain100L", "SOTS_outdoor"}
+    summary = read_summary(tmp_path)
+    assert {r["set"] for r in summary["results"]} == {"CBSD68", "Rain100L", "SOTS_outdoor"}
+    # crops of benchmark images: no benchmark's copy, and they say so
+    copies = {copy["set"]: copy["description"] for copy in summary["copies"]}
+    assert copies == {
+        "CBSD68": "no known benchmark (3 images)",
+        "Rain100L": "no known benchmark (6 images)",
+        "SOTS_outdoor": "no known benchmark (2 images)",
+    }
+
+
+def test_the_copy_scored_is_named_by_content(tmp_path, tiny_ckpt, monkeypatch, capsys):
+    """test.py says which copy of a benchmark it scored (issue 30): identical to a
+    fingerprint, or how it differs (images named), or no known benchmark; never refused."""
+    for seed in (1, 2, 3):
+        write_image(tmp_path / "bench/Set" / f"{seed}.png", 32, 32, seed)
+    benchmark = fingerprint_folder(tmp_path / "bench/Set", "Bench", "made here")
+    monkeypatch.setattr(test_script, "load_benchmarks", lambda: [benchmark])
+    copy = tmp_path / "copy/denoise/Set"
+    shutil.copytree(tmp_path / "bench/Set", copy)
+    argv = ["--mode", "0", "--ckpt", str(tiny_ckpt), "--device", "cpu", "--sigmas", "25"]
+    out = tmp_path / "out"
+    argv += ["--denoise_path", str(tmp_path / "copy/denoise"), "--output_path", str(out)]
+    assert test_script.main(test_script.build_parser().parse_args(argv)) == 0
+    (record,) = read_summary(out)["copies"]
+    assert record["set"] == "Set" and record["identical"] and record["folder"] == str(copy)
+    assert record["description"] == "identical to the fingerprint of Bench (3 images)"
+
+    (copy / "3.png").unlink()  # missing
+    flipped = np.asarray(Image.open(copy / "2.png"))[:, ::-1]
+    (copy / "2.png").unlink()
+    Image.fromarray(flipped).save(copy / "2_flipped.png")  # changed
+    write_image(copy / "4.png", 32, 32, 4)  # extra
+    assert test_script.main(test_script.build_parser().parse_args(argv)) == 0
+    (record,) = read_summary(out)["copies"]
+    assert not record["identical"] and (record["present"], record["total"]) == (2, 3)
+    assert record["missing"] == ["3.png"] and record["extra"] == ["4.png"]
+    assert record["changed"] == [{"file": "2_flipped.png", "image": "2.png", "distance": 0}]
+    assert {r["images"] for r in read_summary(out)["results"]} == {3}  # scored all the same
+    printed = capsys.readouterr().out
+    assert "copy scored as Set: Bench, differs: 2 of 3 present; missing 1: 3.png; " in printed
 
 
 def test_bf16_precision_scores_close_to_fp32(tiny_ckpt, tmp_path):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from utils.fingerprints import fingerprint_folder, write_fingerprint
 from utils.metrics import psnr
 from utils.pairing import find_pairs
 
@@ -136,6 +137,37 @@ def test_derain_split_pairs_through_the_pairing_module(tmp_path, clean_dir):
     assert all(p.clean.resolve().name == "no" + p.degraded.resolve().name for p in val.pairs)
 
 
+def test_exclude_test_leaves_out_test_images_and_their_changed_copies(tmp_path, clean_dir):
+    """--exclude_test takes fingerprints (a file, or a folder of them) or a folder of test
+    images: a photo with a test image's pixels, and one that is a test image flipped, are
+    left out and listed (issue 30: the fingerprints and decision 13's exclusion are one)."""
+    tests = tmp_path / "tests/Set"
+    tests.mkdir(parents=True)
+    Image.open(clean_dir / "p1.png").save(tests / "a.bmp")  # same pixels, another container
+    Image.fromarray(np.asarray(Image.open(clean_dir / "p2.png"))[:, ::-1]).save(tests / "b.png")
+    write(tmp_path / "rain/rainy/rain-1.png", 1)
+    write(tmp_path / "rain/rainy/rain-2.png", 2)
+    write(tmp_path / "rain/gt/norain-2.png", 3)
+    Image.open(clean_dir / "p1.png").save(tmp_path / "rain/gt/norain-1.png")  # a test target
+    write_fingerprint(fingerprint_folder(tmp_path / "tests", "Set", "here"), tmp_path / "fp/s.json")
+    for index, reference in enumerate(
+        [tmp_path / "tests", tmp_path / "fp", tmp_path / "fp/s.json"]
+    ):
+        output = tmp_path / f"split{index}"
+        argv = ["--clean_dir", str(clean_dir), "--output", str(output), "--val_clean", "2"]
+        argv += ["--derain_dir", str(tmp_path / "rain"), "--val_derain", "0"]
+        assert make_split.main([*argv, "--exclude_test", str(reference)]) == 0
+        kept = [p.name for part in ("train", "val") for p in (output / part / "denoise").iterdir()]
+        assert sorted(kept) == ["p0.png", "p3.png", "p4.png", "p5.png"]
+        assert [p.name for p in (output / "train/derain/rainy").iterdir()] == ["rain-2.png"]
+        listed = (output / "excluded_test_content.txt").read_text().splitlines()
+        assert [line.split("\t")[0] for line in listed] == [
+            str(clean_dir / "p1.png"),
+            str(clean_dir / "p2.png"),
+            str(tmp_path / "rain/gt/norain-1.png"),
+        ]
+
+
 def test_deblur_testset_is_fixed_and_in_input_target_layout(tmp_path, clean_dir, capsys):
     write(clean_dir / "p0.jpg", 7)  # a second p0: its own output, not p0's
     first, again = tmp_path / "a/CBSD68_synthetic_blur", tmp_path / "b/CBSD68_synthetic_blur"
@@ -213,3 +245,54 @@ def test_lol_baseline_recovers_a_known_curve(tmp_path, capsys):
     )
     message = capsys.readouterr().err.strip()
     assert len(message.splitlines()) == 1 and str(missing) in message
+
+
+def test_exclude_test_leaves_out_training_images_with_a_test_image_s_pixels(tmp_path, clean_dir):
+    """Decision 13: a clean photo whose decoded pixels are a test target's (in another
+    container: same pixels), a near copy (one value off: the same photo by its perceptual
+    hash) and a rain pair whose background is a test image are left out of train and val, and
+    listed."""
+    photo = np.asarray(Image.open(clean_dir / "p3.png"))
+    test = tmp_path / "Rain100L_test"
+    (test / "target").mkdir(parents=True)
+    Image.fromarray(photo).save(test / "target" / "1.bmp")
+    write(test / "input" / "1.png", 200)
+    near = photo.copy()
+    near[0, 0, 0] ^= 1
+    Image.fromarray(near).save(clean_dir / "near.png")
+    for index in range(4):
+        write(tmp_path / "rain/rainy" / f"rain-{index}.png", index)
+        write(tmp_path / "rain/gt" / f"norain-{index}.png", 10 + index)
+    Image.fromarray(photo).save(tmp_path / "rain/gt/norain-0.png")  # background = test image
+    code, output = split(
+        tmp_path,
+        "--derain_dir", str(tmp_path / "rain"), "--val_derain", "1",
+        "--exclude_test", str(test),
+    )  # fmt: skip
+    assert code == 0
+    kept = {p.name for part in ("train", "val") for p in (output / part / "denoise").iterdir()}
+    assert kept == {"p0.png", "p1.png", "p2.png", "p4.png", "p5.png"}
+    rain = find_pairs("derain", output / "train/derain").pairs
+    rain += find_pairs("derain", output / "val/derain", "val").pairs
+    names = sorted(p.degraded.resolve().name for p in rain)
+    assert names == ["rain-1.png", "rain-2.png", "rain-3.png"]
+    listed = (output / "excluded_test_content.txt").read_text().splitlines()
+    names = sorted(Path(line.split("\t")[0]).name for line in listed)
+    assert names == ["near.png", "norain-0.png", "p3.png"]
+    assert all("target/1.bmp" in line for line in listed)
+
+
+def test_validation_haze_names_its_parameters_and_is_seeded(tmp_path, clean_dir):
+    code, output = split(tmp_path)
+    assert code == 0
+    hazy = sorted((output / "val/dehaze/input").iterdir())
+    assert len(hazy) == 2
+    for path in hazy:  # <stem>_<A>_<beta>.png, RESIDE's naming, within OTS's grid
+        stem, atmosphere, beta = path.stem.rsplit("_", 2)
+        assert 0.8 <= float(atmosphere) <= 1.0 and 0.04 <= float(beta) <= 0.2
+        assert (output / "val/dehaze/target" / f"{stem}.png").is_file()
+    argv = ["--clean_dir", str(clean_dir), "--output", str(tmp_path / "again"), "--val_clean", "2"]
+    assert make_split.main(argv) == 0
+    again = sorted((tmp_path / "again/val/dehaze/input").iterdir())
+    assert [p.name for p in again] == [p.name for p in hazy]
+    assert all(digest(a) == digest(b) for a, b in zip(again, hazy, strict=True))

@@ -22,7 +22,7 @@ from PIL import Image
 import train
 from tests.stubs import IdentitySession
 from tests.test_train import tiny_args
-from utils import checkpoint
+from utils import paths
 from utils.outputs import OutputError, check_writable_file, check_writable_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,7 +133,7 @@ def test_a_save_that_fails_mid_run_is_one_line_and_keeps_the_last_good_checkpoin
                 raise OSError(28, "No space left on device")
         replace(src, dst)
 
-    monkeypatch.setattr(checkpoint.os, "replace", full_after_one)
+    monkeypatch.setattr(paths.os, "replace", full_after_one)  # utils.paths.write_atomic
     argv = tiny_args(tmp_path, "--checkpoint_every_steps", "1", "--max_steps", "4")
     with caplog.at_level(logging.ERROR):
         assert run_cli(monkeypatch, argv) == 1

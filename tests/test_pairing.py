@@ -17,7 +17,7 @@ from utils.pairing import (
     has_layout,
     pair_files,
     partner_stems,
-    reside_id,
+    reside_ids,
     too_small,
 )
 
@@ -37,17 +37,51 @@ def names(scan) -> list[tuple[str, str]]:
 @pytest.mark.parametrize(
     ("stem", "expected"),
     [
-        ("0001_0.8_0.2", "0001"),
-        ("0002_1_0.04", "0002"),
-        ("1_1_0.90179", "1"),
-        ("my_photo_01", None),  # issue 20 item 4: "photo" is not a number
-        ("img_2020_x1", None),
-        ("0001", None),
-        ("a_1", None),
+        ("0001_0.8_0.2", ["0001", "0001_0.8"]),  # SOTS/OTS outdoor <id>_<A>_<beta>
+        ("0002_1_0.04", ["0002", "0002_1"]),
+        ("1_1_0.90179", ["1", "1_1"]),  # ITS <id>_<k>_<beta>
+        ("1400_10", ["1400"]),  # SOTS indoor <id>_<k>
+        ("my_photo_01", ["my_photo"]),  # issue 20 item 4: "photo" is not a number
+        ("img_2020_x1", []),
+        ("0001", []),
+        ("_1", []),
     ],
 )
-def test_reside_rule_only_where_it_matches(stem, expected):
-    assert reside_id(stem) == expected
+def test_reside_namings_only_where_they_match(stem, expected):
+    assert reside_ids(stem) == expected
+
+
+def test_sots_indoor_naming_pairs_with_its_clear_image(tmp_path):
+    """Issue 33 item 10: SOTS indoor's hazy 1400_1.png ... 1400_10.png beside clear 1400.png
+    were all skipped ("no clean partner"), the RESIDE rule knowing only <id>_<A>_<B>."""
+    for k in (1, 2, 10):
+        write(tmp_path / f"hazy/1400_{k}.png")
+    write(tmp_path / "hazy/1_1_0.90179.png")  # ITS training naming
+    write(tmp_path / "gt/1400.png")
+    write(tmp_path / "gt/1.png")
+    scan = find_pairs("dehaze", tmp_path, "test")
+    assert scan.problems == []
+    assert names(scan) == [
+        ("1400_1.png", "gt/1400.png"),
+        ("1400_10.png", "gt/1400.png"),
+        ("1400_2.png", "gt/1400.png"),
+        ("1_1_0.90179.png", "gt/1.png"),
+    ]
+
+
+def test_an_exact_same_stem_partner_wins_over_the_reside_id(tmp_path):
+    write(tmp_path / "input/1400_1.png")
+    write(tmp_path / "input/0001_0.8_0.2.png")
+    write(tmp_path / "target/1400_1.png")
+    write(tmp_path / "target/1400.png")
+    write(tmp_path / "target/0001_0.8_0.2.png")
+    write(tmp_path / "target/0001.png")
+    scan = find_pairs("dehaze", tmp_path)
+    assert names(scan) == [
+        ("0001_0.8_0.2.png", "target/0001_0.8_0.2.png"),
+        ("1400_1.png", "target/1400_1.png"),
+    ]
+    assert partner_stems("dehaze", Path("1400_1.png")) == ["1400_1", "1400"]
 
 
 def test_own_dehaze_pairs_with_equal_names(tmp_path):

@@ -147,6 +147,18 @@ def test_rule_refuses_a_type_below_its_input_and_a_darkening_model():
     assert not qualifies({"psnr/derain": 30.0, "psnr/mean": 30.0})  # no input PSNR: no gain
 
 
+def test_rule_refuses_a_type_below_the_shipped_file():
+    """Decision 14: no type more than 0.05 dB below the shipped file on the same images; a
+    type the shipped file was not validated on is compared with its input only."""
+    shipped = {"psnr/derain": 26.0, "psnr/denoise_25": 29.5, "psnr/mean": 27.75}
+    assert qualifies(metrics(26.0), shipped) is False  # denoise 29.0 < 29.5 - 0.05
+    shipped["psnr/denoise_25"] = 29.04
+    assert qualifies(metrics(25.96), shipped)  # both within 0.05 dB
+    assert not qualifies(metrics(25.94), shipped)  # rain 0.06 dB below the shipped file
+    assert qualifies(metrics(25.5), {"psnr/dehaze": 30.0})  # not a type of this run
+    assert not qualifies(metrics(24.9), None)  # still below its input
+
+
 def test_best_export_prefers_qualifying_files():
     good, better_but_bad = metrics(25.5), metrics(27.0)
     good["qualifies"], better_but_bad["qualifies"] = True, False

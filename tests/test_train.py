@@ -20,6 +20,7 @@ from tests.test_train_dataset import make_training_folders
 from train import NonFiniteLossError, lr_at_epoch, main
 from utils.checkpoint import save_checkpoint_atomic
 from utils.run_state import Position, export_model, save_training_state
+from utils.validation import qualifies
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--n_feats", "8", "--n_groups", "1", "--n_blocks", "1", "--queue_size", "16"]
@@ -358,3 +359,39 @@ def test_a_checkpoint_written_before_the_code_moves_resumes_exactly(tmp_path):
     expected = uninterrupted.model.state_dict()
     for name, value in resumed.model.state_dict().items():
         assert torch.equal(value, expected[name]), name
+
+
+def test_reference_weights_are_scored_once_and_every_validation_compares_with_them(tmp_path):
+    """--reference_weights (decision 14): the shipped file's metrics are logged once as a
+    ``reference`` record, and each validation's ``qualifies`` is the rule against them."""
+    shipped = tmp_path / "shipped.pth"
+    reference_model = AirNet(n_feats=8, n_groups=1, n_blocks=1, queue_size=16)
+    torch.save({"model": reference_model.state_dict(), "args": reference_model.config}, shipped)
+    val = [
+        "--val_every", "1", "--val_images", "1", "--val_crop", "32",
+        "--val_denoise_dir", str(REPO / "data/test/denoise/CBSD68"),
+        "--val_derain_dir", str(REPO / "data/test/derain/Rain100L"),
+        "--val_dehaze_dir", str(REPO / "data/test/dehaze/SOTS_outdoor"),
+        "--reference_weights", str(shipped),
+    ]  # fmt: skip
+    main(parse_args(tiny_args(tmp_path, "--epochs", "2", *val)))
+    lines = (tmp_path / "logs" / "log.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    references = [r for r in records if r["kind"] == "reference"]
+    assert len(references) == 1 and math.isfinite(references[0]["psnr/derain"])
+    for record in (r for r in records if r["kind"] == "val"):
+        metrics = {k: v for k, v in record.items() if "/" in k}
+        assert record["qualifies"] == qualifies(metrics, references[0])
+
+
+def test_reference_weights_that_cannot_be_read_stop_the_run_in_one_line(tmp_path):
+    val = ["--val_every", "1", "--val_images", "1", "--val_crop", "32"]
+    val += ["--val_denoise_dir", str(REPO / "data/test/denoise/CBSD68")]
+    val += ["--val_derain_dir", str(REPO / "data/test/derain/Rain100L")]
+    val += ["--val_dehaze_dir", str(REPO / "data/test/dehaze/SOTS_outdoor")]
+    argv = tiny_args(tmp_path, *val, "--reference_weights", str(tmp_path / "absent.pth"))
+    result = subprocess.run(
+        [sys.executable, "train.py", *argv], cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "--reference_weights" in result.stderr and "Traceback" not in result.stderr

@@ -1,6 +1,6 @@
 """Two-process training on CPU (gloo), as torchrun would run it: after steps of both phases
 the parameters and the MoCo queues are identical on both ranks, and the queue holds the keys
-of both ranks (MoCo.gather_keys)."""
+of both ranks (MoCo.gather_keys), and with --encoder_loss supcon their types."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import socket
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -37,15 +38,17 @@ def _rank(rank: int, argv: list[str], port: int, out: str) -> None:
     torch.set_num_threads(1)
     result = main(parse_args(argv))
     torch.save(result.model.state_dict(), Path(out) / f"rank{rank}.pt")
+    torch.save(result.model.E.E.queue_types, Path(out) / f"rank{rank}.types")
     summary = {"step": result.step, "interrupted": result.interrupted}
     torch.save(summary, Path(out) / f"rank{rank}.result")
 
 
-def test_two_gloo_processes_stay_identical(tmp_path):
+@pytest.mark.parametrize("encoder_loss", ["moco", "supcon"])
+def test_two_gloo_processes_stay_identical(tmp_path, encoder_loss):
     # 5 patches per rank and step; epoch_size 4 gives 2 steps per epoch on each rank, so
     # 4 steps cover phase 1 (epoch 0) and phase 2 (epoch 1). No --queue_size: 256 * 5 * 2.
     argv = [a for a in tiny_args(tmp_path) if a not in ("--queue_size", "16")]
-    argv += ["--epoch_size", "4", "--max_steps", "4"]
+    argv += ["--epoch_size", "4", "--max_steps", "4", "--encoder_loss", encoder_loss]
     mp.spawn(_rank, args=(argv, _free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
     states = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     # BatchNorm running statistics are per process (rank 0's are broadcast before each
@@ -57,6 +60,12 @@ def test_two_gloo_processes_stay_identical(tmp_path):
     # 4 steps x 5 keys x 2 ranks entered the queue of 2560 on every rank.
     assert states[0]["E.E.queue"].shape == (32, 2560)
     assert int(states[0]["E.E.queue_ptr"]) == 40
+    types = [torch.load(tmp_path / f"rank{r}.types", weights_only=True) for r in range(2)]
+    assert torch.equal(types[0], types[1]) and (types[0][40:] == -1).all()
+    if encoder_loss == "supcon":  # one patch of each of the 5 types per rank and step
+        assert torch.bincount(types[0][:40]).tolist() == [8] * 5
+    else:
+        assert (types[0] == -1).all()
     assert (tmp_path / "ckpt" / "airnet_last_train.pth").is_file()
 
 

@@ -25,11 +25,9 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import pickle
 import re
 import struct
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,12 +37,23 @@ from typing import IO, Any
 import torch
 
 from utils.outputs import writing
+from utils.paths import write_atomic
 
 MODEL_KWARGS = ("n_feats", "n_groups", "n_blocks")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Weights trained by this repository's train.py (ckpt/MODEL_CARD.md), not the paper's.
 SHIPPED_WEIGHTS = REPO_ROOT / "ckpt" / "airnet-small-repo-trained.safetensors"
 SHIPPED_DESCRIPTION = "weights trained by this repository (not the paper's; ckpt/MODEL_CARD.md)"
+# The tasks a user can pick a file for, as the official release ships them: the all-in-one
+# file and one-by-one files, each trained on one task. Task -> (official name, our file's name
+# in ckpt/, beside SHIPPED_WEIGHTS).
+TASK_FILES = {
+    "all": ("All.pth", SHIPPED_WEIGHTS.name),
+    "denoise": ("Denoise.pth", "airnet-small-denoise-repo-trained.safetensors"),
+    "derain": ("Derain.pth", "airnet-small-derain-repo-trained.safetensors"),
+    "dehaze": ("Dehaze.pth", "airnet-small-dehaze-repo-trained.safetensors"),
+}
+TASKS = tuple(TASK_FILES)
 
 HUB_WEIGHTS, HUB_CONFIG = "model.safetensors", "config.json"  # a Hub folder holds both
 HUB_PREFIX = "hf://"
@@ -71,24 +80,11 @@ class CheckpointError(RuntimeError):
 
 
 def _write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
-    """``write`` into a temporary file in the same folder, then rename it over ``path``; the
-    file already there stays as it was when that fails (``utils.outputs.OutputError``, one
-    line naming ``path``)."""
-    path = Path(path)
+    """``write`` into a temporary file in the same folder, flushed to disk, then renamed over
+    ``path`` (``utils.paths.write_atomic``); the file already there stays as it was when that
+    fails (``utils.outputs.OutputError``, one line naming ``path``)."""
     with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
-            # mkstemp makes the file private (0600); give it the usual rw-r--r-- of a saved file.
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, write, durable=True)
 
 
 def save_checkpoint_atomic(obj: Any, path: str | Path) -> None:
@@ -550,10 +546,34 @@ def save_weights_as(
         save_checkpoint_atomic(state_dict, path)
 
 
-def default_checkpoint(official: str | Path) -> tuple[Path, str]:
-    """(file, description): the official ``official`` file when present (in the current
-    folder, else in this repository), otherwise the weights shipped in ckpt/."""
+def default_checkpoint(official: str | Path, task: str = "all") -> tuple[Path, str]:
+    """(file, description) for ``task`` (one of ``TASKS``): the official ``official`` file
+    when present (in the current folder, else in this repository); else our file for the task
+    in ckpt/ when it ships; else our all-in-one file (said in the description).
+
+    Raises:
+        KeyError: an unknown ``task``.
+    """
+    ours = shipped_file(task)
     for candidate in (Path(official), REPO_ROOT / official):
         if candidate.is_file():
             return candidate, "official weights"
-    return SHIPPED_WEIGHTS, SHIPPED_DESCRIPTION
+    if ours.is_file():
+        return ours, SHIPPED_DESCRIPTION
+    fallback = f"no {task} file in ckpt/, the all-in-one file: {SHIPPED_DESCRIPTION}"
+    return SHIPPED_WEIGHTS, fallback
+
+
+def shipped_file(task: str) -> Path:
+    """Our file for ``task`` in ckpt/ (it may not ship yet: check ``is_file``).
+
+    Raises:
+        KeyError: an unknown ``task``.
+    """
+    name = TASK_FILES[task][1]
+    return SHIPPED_WEIGHTS if task == "all" else SHIPPED_WEIGHTS.parent / name
+
+
+def task_checkpoint(task: str) -> tuple[Path, str]:
+    """``default_checkpoint`` for a task by name: ckpt/<official name> first, then ours."""
+    return default_checkpoint(Path("ckpt") / TASK_FILES[task][0], task)

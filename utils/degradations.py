@@ -8,11 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.paths import name_bytes
+
 
 def noise_rng(name: str, sigma: int, seed: int = 0) -> np.random.Generator:
     """The generator of one image's test noise: a function of (seed, file name, sigma) only,
-    so an image gets the same noise whatever other images are tested, in any order."""
-    return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8")), sigma])
+    so an image gets the same noise whatever other images are tested, in any order. The name
+    is hashed as its bytes on disk (``utils.paths.name_bytes``), so a name that is not UTF-8
+    has its noise too."""
+    return np.random.default_rng([seed, zlib.crc32(name_bytes(name)), sigma])
 
 
 def add_gaussian_noise(clean: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:

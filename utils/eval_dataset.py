@@ -5,8 +5,9 @@ the pairing of degraded and clean files is ``utils.pairing``'s, shared with trai
 - denoise: a folder of clean images (CBSD68, Urban100); the noise is added at test time.
 - derain: ``input/`` + ``target/`` with equal names (Rain100L), or ``rainy/`` + ``gt/``;
   ``rain-N`` may pair with ``norain-N`` as in the original Rain100L release.
-- dehaze: ``input/XXXX_A_B.ext`` + ``target/XXXX.png`` (SOTS outdoor); the official release's
-  ``hazy/`` + ``gt/`` (or ``clear/``) is accepted too, and equal names pair.
+- dehaze: ``input/XXXX_A_B.ext`` (SOTS outdoor) or ``input/XXXX_k.ext`` (indoor) +
+  ``target/XXXX.png``; the official release's ``hazy/`` + ``gt/`` (or ``clear/``) is accepted
+  too, and equal names pair first.
 - deblur: GoPro's test folder (``<sequence>/blur`` + ``<sequence>/sharp``) as one set whose
   image names keep their sequence (``GOPR0384_11_00/000001.png``), or ``input/`` + ``target/``.
 - lowlight: ``low/`` + ``high/`` (LOL's ``eval15``; a LOL root means its ``eval15/``), or
@@ -21,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from utils.image_io import IMAGE_EXTENSIONS, list_images
+from utils.image_files import list_images, looks_like_image
 from utils.pairing import LayoutError, describe_layouts, find_pairs, has_layout, is_dataset_root
 
 TASKS = ("denoise", "derain", "dehaze", "deblur", "lowlight")
@@ -45,7 +46,7 @@ class ImageSet:
 
 
 def _has_images(folder: Path) -> bool:
-    return any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir())
+    return any(looks_like_image(path) for path in folder.iterdir())
 
 
 def _check_folder(path: Path, task: str) -> None:

@@ -11,7 +11,9 @@ returns the alpha channel too, so a demo can put it back). Files that declare mo
 
 from __future__ import annotations
 
+import errno
 import functools
+import hashlib
 import io
 import logging
 import os
@@ -20,35 +22,73 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import EpsImagePlugin, Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
 from utils.outputs import writing
+from utils.paths import NAME_MAX, name_bytes, walk_folders, write_atomic
 
 logger = logging.getLogger(__name__)
 
 # Largest image read: twice PIL's warning threshold (2 x 89.5 MP = 179 MP, where PIL itself
 # refuses), e.g. a 16000 x 11000 panorama; ~0.5 GB as uint8, restored in tiles.
 MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
-# What a folder is listed for. A file named on its own is read whatever its name (PIL decides),
-# so every extension PIL reads that users photograph in is here too: a folder and the same
-# files one by one give the same images.
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+
+
+def _decodable_extensions() -> frozenset[str]:
+    """The extensions of every format the installed Pillow decodes (``.avif`` with Pillow 11.3
+    or later, ``.ppm``, ``.tga``, ``.qoi``, ...), lower case with the dot.
+
+    Left out: formats Pillow identifies but cannot decode here, whose files would be listed
+    only to fail: its stubs (GRIB, BUFR, HDF5, WMF/EMF; they need a decoder of your own),
+    MPEG (a video's size only) and EPS/PS without Ghostscript.
+    """
+    Image.init()
+    undecodable = {"MPEG"} | (set() if EpsImagePlugin.has_ghostscript() else {"EPS"})
+    decodable = {
+        name
+        for name, (factory, _) in Image.OPEN.items()
+        if name not in undecodable
+        and not (isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile))
+    }
+    extensions = Image.registered_extensions()
+    return frozenset(ext for ext, name in extensions.items() if name in decodable)
+
+
+# What a folder is listed for: what the installed Pillow can decode, so a folder and the same
+# files named one by one (a file named on its own is read whatever its name) give the same
+# images, e.g. a folder of .avif photos.
+IMAGE_EXTENSIONS = _decodable_extensions()
 
 
 class ImageReadError(RuntimeError):
     """An image file that cannot be read; the message names the file and the problem."""
 
 
+def looks_like_image(path: Path) -> bool:
+    """Whether a folder's entry is listed as an image: its extension is one of
+    IMAGE_EXTENSIONS (any case) and it is a file, or a symbolic link to one, or a link that
+    leads nowhere (listed so that reading it names it as unreadable, like a broken file,
+    instead of its being passed over in silence). A folder named like an image is not."""
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        return False
+    return path.is_file() or (path.is_symlink() and not path.exists())
+
+
 def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name; other files are skipped with a note."""
+    """Image files directly in ``folder`` (``looks_like_image``; links to files followed),
+    sorted by name; other files are skipped with a note naming them.
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a folder (or a link to one).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: folder not found")
     images = []
     for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+        if looks_like_image(path):
             images.append(path)
-        elif path.is_file():
+        elif path.is_file() or path.is_symlink() and not path.is_dir():
             logger.info(
                 "skipping %s: not an image file (extension %r; images are %s)",
                 path,
@@ -56,6 +96,20 @@ def list_images(folder: str | Path) -> list[Path]:
                 " ".join(sorted(IMAGE_EXTENSIONS)),
             )
     return images
+
+
+def images_under(folder: str | Path) -> list[Path]:
+    """Every image file under ``folder``, subfolders and linked folders too (``list_images``
+    of each folder of ``utils.paths.walk_folders``: each real folder once, so a link cycle
+    ends), in walking order: a folder's own files, then its subfolders' in name order.
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a folder.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: folder not found")
+    return [path for root in walk_folders(folder) for path in list_images(root)]
 
 
 def distinct_names(paths: Sequence[str | Path], suffix: str | None = ".png") -> list[str]:
@@ -75,6 +129,9 @@ def distinct_names(paths: Sequence[str | Path], suffix: str | None = ".png") -> 
        input ``photo_png.png`` beside ``photo.png`` and ``photo.jpg``) or by the same file
        given twice, gets ``_2``, ``_3``, ... before ``suffix``, in input order. Names from
        step 1 are never changed.
+
+    4. a name longer than the file system allows (255 bytes) keeps its ending and as much of
+       its core as fits, followed by ``~`` and 8 hex digits that keep it distinct.
 
     Args:
         paths: the inputs, in the order their outputs are written.
@@ -113,7 +170,21 @@ def distinct_names(paths: Sequence[str | Path], suffix: str | None = ".png") -> 
             name = f"{cores[i]}_{count}{ends[i]}"
         taken.add(name.casefold())
         names[i] = name
-    return names
+    return [_within_name_max(name, end) for name, end in zip(names, ends, strict=True)]
+
+
+def _within_name_max(name: str, end: str) -> str:
+    """``name`` if the file system allows it (NAME_MAX bytes), else its core cut to fit with
+    ``~`` and 8 hex digits of the full name's SHA-256 before ``end``: a name that the steps
+    above made too long (a 250-byte stem plus ``_jpg.png``) is still written, and distinct
+    names stay distinct."""
+    if len(name_bytes(name)) <= NAME_MAX:
+        return name
+    mark = "~" + hashlib.sha256(name_bytes(name)).hexdigest()[:8]
+    core = name[: len(name) - len(end)] if end else name
+    while len(name_bytes(core + mark + end)) > NAME_MAX:
+        core = core[:-1]
+    return core + mark + end
 
 
 def _prepend_folders(members: list[int], paths: list[Path], cores: list[str]) -> None:
@@ -178,6 +249,16 @@ def _to_8bit(image: Image.Image, raw_mode: str, path: Path) -> Image.Image:
     return image
 
 
+def _dead_link(path: Path) -> str:
+    """Why the symbolic link ``path``, which leads to no file, cannot be read, in words."""
+    try:
+        path.stat()
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return f"a link that leads nowhere (a loop of links: {os.readlink(path)})"
+    return f"a link that leads nowhere ({os.readlink(path)} does not exist)"
+
+
 def _open_checked(path: Path) -> Image.Image:
     """Image.open with our pixel limit instead of PIL's decompression-bomb warning/error.
 
@@ -186,6 +267,8 @@ def _open_checked(path: Path) -> Image.Image:
     in tiles); a file that declares more is refused from its header, before anything is
     decoded, so a tiny file cannot make us allocate gigabytes.
     """
+    if path.is_symlink() and not path.exists():
+        raise ImageReadError(f"{path}: {_dead_link(path)}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
@@ -355,16 +438,34 @@ def read_image(path: str | Path) -> np.ndarray:
 def save_image(path: str | Path, rgb: np.ndarray, alpha: np.ndarray | None = None) -> None:
     """Write uint8 (H, W, 3) RGB, with an optional (H, W) alpha, creating parent folders.
 
+    The format follows the extension (PNG for ``.png``); the file appears whole or not at all
+    (``save_image_atomic``).
+
     Raises:
-        utils.outputs.OutputError: the file cannot be written (one line naming it).
+        ValueError: an extension PIL cannot write. utils.outputs.OutputError: the file cannot
+        be written (one line naming it).
     """
-    path = Path(path)
     image = Image.fromarray(rgb)
     if alpha is not None:
         image.putalpha(Image.fromarray(alpha))
+    save_image_atomic(image, path)
+
+
+def save_image_atomic(image: Image.Image, path: str | Path) -> None:
+    """``image.save`` under a temporary name, renamed to ``path`` when written
+    (``utils.paths.write_atomic``): an interrupted run leaves no truncated image that looks
+    like a result, and every name the file system allows can be written.
+
+    Raises:
+        ValueError: an extension PIL cannot write. utils.outputs.OutputError: the file cannot
+        be written (one line naming it; the file already there stays as it was).
+    """
+    path = Path(path)
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    if image_format is None or image_format not in Image.SAVE:
+        raise ValueError(f"{path}: PIL cannot write {path.suffix!r} files")
     with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        image.save(path)
+        write_atomic(path, lambda f: image.save(f, format=image_format))
 
 
 def image_to_array(rgb: np.ndarray) -> np.ndarray:

@@ -30,8 +30,10 @@ Degraded files are found recursively in the degraded subfolder (RESIDE's ``synth
 the partner is looked for in the clean subfolder's matching relative folder, then at its top.
 
 Name rules (``partner_stems``), tried in order:
-- dehaze: the RESIDE rule ``<id>_<A>_<B>`` with numeric A and B -> ``<id>`` (SOTS's
-  ``0001_0.8_0.2.jpg`` -> ``0001.png``), only where it matches; then the same stem;
+- dehaze: the same stem; then RESIDE's namings, where they match (numeric parts only):
+  ``<id>_<A>_<beta>`` (SOTS and OTS outdoor, ``0001_0.8_0.2.jpg`` -> ``0001.png``; ITS's
+  ``<id>_<k>_<beta>``, ``1_1_0.90179.png`` -> ``1.png``) and ``<id>_<k>`` (SOTS indoor,
+  ``1400_1.png`` ... ``1400_10.png`` -> ``1400.png``), in that order;
 - derain: the same stem; then ``norain-N`` for ``rain-N`` (the official Rain100L naming);
 - lowlight: the same stem; then ``normalN`` for ``lowN`` (LOL-v2's naming);
 - deblur: the same stem.
@@ -45,13 +47,12 @@ expected.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from utils.image_files import ImageReadError, image_size, list_images
+from utils.image_files import ImageReadError, image_size, images_under, list_images
 
 MIN_SIDE = 16  # px; decision 7: an image with a side under this is too small to use
 PAIRED_TYPES = ("derain", "dehaze", "deblur", "lowlight")
@@ -75,7 +76,13 @@ ROOT_SUBSETS: dict[str, dict[str, str]] = {
 
 Problem = tuple[Path, str]  # (file, reason)
 
-_RESIDE_NAME = re.compile(r"^(?P<id>.+?)_(?:\d+(?:\.\d*)?|\.\d+)_(?:\d+(?:\.\d*)?|\.\d+)$")
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+# RESIDE's hazy names, the longest first: <id>_<A>_<beta> (outdoor), <id>_<k>_<beta> (ITS), then
+# <id>_<k> (SOTS indoor: ten hazy images per clear one).
+_RESIDE_NAMES = (
+    re.compile(rf"^(?P<id>.+?)_{_NUMBER}_{_NUMBER}$"),
+    re.compile(rf"^(?P<id>.+?)_{_NUMBER}$"),
+)
 
 
 class LayoutError(ValueError):
@@ -134,20 +141,26 @@ def too_small(height: int, width: int) -> bool:
     return min(height, width) < MIN_SIDE
 
 
-def reside_id(stem: str) -> str | None:
-    """``<id>_<A>_<B>`` with numeric A and B (RESIDE: atmosphere, density) -> ``<id>``; else None.
+def reside_ids(stem: str) -> list[str]:
+    """The clear ``<id>`` a RESIDE hazy stem may pair with, most specific naming first; [] when
+    no naming matches. Every part after ``<id>`` is a number:
 
-    ``0001_0.8_0.2`` -> ``0001``; ``my_photo_01`` -> None (``photo`` is not a number).
+    - ``<id>_<A>_<beta>`` (SOTS/OTS outdoor: atmosphere, scattering) and ``<id>_<k>_<beta>``
+      (ITS: the k-th haze of clear image ``<id>``): ``0001_0.8_0.2`` -> ``0001``;
+    - ``<id>_<k>`` (SOTS indoor): ``1400_10`` -> ``1400``.
+
+    ``0001_0.8_0.2`` -> ["0001", "0001_0.8"]; ``my_photo_01`` -> ["my_photo"];
+    ``img_2020_x1`` -> [] (``x1`` is not a number).
     """
-    match = _RESIDE_NAME.match(stem)
-    return match.group("id") if match else None
+    ids = (pattern.match(stem) for pattern in _RESIDE_NAMES)
+    return list(dict.fromkeys(match.group("id") for match in ids if match))
 
 
 def partner_stems(de_type: str, degraded: Path) -> list[str]:
     """The clean stems a degraded file may pair with, in the order they are tried."""
     stem = degraded.stem
     if de_type == "dehaze":
-        stems = [reside_id(stem), stem]
+        stems = [stem, *reside_ids(stem)]  # an exact same-stem partner wins (decision 8)
     elif de_type == "derain":
         rain, norain = NAMED_PAIRS[de_type]
         stems = [stem, norain + stem.removeprefix(rain) if stem.startswith(rain) else None]
@@ -286,14 +299,6 @@ def has_layout(de_type: str, folder: str | Path, split: str = "train") -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-def _images_recursive(folder: Path) -> list[Path]:
-    images = []
-    for root, dirs, _ in os.walk(folder):
-        dirs.sort()
-        images += list_images(root)
-    return images
-
-
 class _StemIndex:
     """Clean images of each folder by stem, read once per folder."""
 
@@ -403,7 +408,7 @@ def find_pairs(de_type: str, folder: str | Path, split: str = "train") -> PairSc
     index = _StemIndex()
     for part in layout.parts:
         if part.only is None:
-            files = _images_recursive(part.degraded)
+            files = images_under(part.degraded)
         else:
             files = [path for path in list_images(part.degraded) if path.stem.startswith(part.only)]
         _pair_part(de_type, part, files, index, scan)

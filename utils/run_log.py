@@ -12,6 +12,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from utils.image_io import save_image
 from utils.outputs import writing
+from utils.paths import shown_all
 from utils.train_dataset import ValidationImage
 
 
@@ -22,7 +23,9 @@ class RunLog:
         self.path = log_dir / "log.jsonl"
         with writing(log_dir / "args.json"):
             log_dir.mkdir(parents=True, exist_ok=True)
-            (log_dir / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
+            # Names that are not UTF-8 (a data folder's) are written as utils.paths.shown does.
+            text = json.dumps(shown_all(vars(args)), indent=2) + "\n"
+            (log_dir / "args.json").write_text(text)
         self.writer = SummaryWriter(str(log_dir))
         with writing(self.path):
             self.jsonl = self.path.open("a")
@@ -39,7 +42,7 @@ class RunLog:
         record = {"kind": kind, "step": step, "epoch": epoch, **values}
         record["wall_s"] = round(time.time() - self.start, 2)
         with writing(self.path):
-            self.jsonl.write(json.dumps(record) + "\n")
+            self.jsonl.write(json.dumps(shown_all(record)) + "\n")
             self.jsonl.flush()
 
     def close(self) -> None:

@@ -120,10 +120,11 @@ def save_training_state(
     head: UncertaintyHead | None = None,
 ) -> None:
     """Everything needed to resume: the model (its MoCo queue and pointer are buffers in it),
-    optimiser, AMP scaler, position (epoch to train, batches done in it, step), RNG states,
-    the resolved arguments and, with --ema_decay, the averaged weights, with --loss_weighting
-    tur the uncertainty head. Not written when a weight is not finite, so the file on disk is
-    always the last good one."""
+    the types of the queued keys (``queue_types``: a buffer kept out of the state dict, whose
+    keys stay the official ones), optimiser, AMP scaler, position (epoch to train, batches
+    done in it, step), RNG states, the resolved arguments and, with --ema_decay, the averaged
+    weights, with --loss_weighting tur the uncertainty head. Not written when a weight is not
+    finite, so the file on disk is always the last good one."""
     if not weights_finite(model, head, ema.model if ema is not None else None):
         logger.warning("%s not written: the weights are not finite", path)
         return
@@ -134,6 +135,7 @@ def save_training_state(
         {
             **extra,
             "model": model.state_dict(),
+            "queue_types": model.E.E.queue_types,
             "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(),
             "epoch": position.epoch,

@@ -172,8 +172,8 @@ class RestorerWithUncertainty(nn.Module):
     """AirNet in training mode and the ``UncertaintyHead`` as one module, so that one
     DistributedDataParallel wrapper keeps both the same on every process.
 
-    ``forward(query, key)`` returns AirNet's (restored, logits, labels) and u (N, 1, H, W),
-    read from the input of the restorer's last convolution (``R.tail``), detached.
+    ``forward(query, key[, types])`` returns AirNet's (restored, logits, labels) and u
+    (N, 1, H, W), read from the input of the restorer's last convolution (``R.tail``), detached.
     """
 
     def __init__(self, model: nn.Module, head: UncertaintyHead) -> None:
@@ -182,14 +182,14 @@ class RestorerWithUncertainty(nn.Module):
         self.head = head
 
     def forward(
-        self, x_query: torch.Tensor, x_key: torch.Tensor
+        self, x_query: torch.Tensor, x_key: torch.Tensor, types: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         captured: list[torch.Tensor] = []
         hook = self.model.R.tail.register_forward_pre_hook(
             lambda _module, inputs: captured.append(inputs[0])  # (N, n_feats, H, W)
         )
         try:
-            restored, logits, labels = self.model(x_query, x_key)
+            restored, logits, labels = self.model(x_query, x_key, types)
         finally:
             hook.remove()
         return restored, logits, labels, self.head(captured[0].detach())

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import signal
 from collections.abc import Iterator, Mapping, Sequence
@@ -40,8 +39,8 @@ from torch.utils.data import Dataset, Sampler
 
 from utils.degradations import add_gaussian_noise, crop_to_multiple, noise_rng, random_dihedral
 from utils.eval_dataset import find_denoise_sets, find_paired_sets
-from utils.image_files import distinct_names, image_size
-from utils.image_io import ImageReadError, list_images, read_image
+from utils.image_files import distinct_names, image_size, images_under
+from utils.image_io import ImageReadError, read_image
 from utils.pairing import (
     MIN_SIDE,
     LayoutError,
@@ -136,18 +135,6 @@ class TypeScan:
     @property
     def usable(self) -> bool:
         return self.error is None
-
-
-def find_images_recursive(folder: str | Path) -> list[Path]:
-    """Every image under ``folder`` (sorted); other files are skipped with a logged note."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: folder not found")
-    images = []
-    for root, dirs, _ in os.walk(folder):
-        dirs.sort()
-        images += list_images(root)
-    return images
 
 
 def photo_problem(path: Path) -> str | None:
@@ -250,7 +237,7 @@ def _scan_training_type(
         if scan.folder not in photo_scans:  # one header scan per folder, shared by its types
             photos = TypeScan(de_type, scan.flag, scan.folder)
             try:
-                _scan_photos(photos, find_images_recursive(scan.folder))
+                _scan_photos(photos, images_under(scan.folder))
             except FileNotFoundError as error:
                 photos.error = f"{scan.flag} {error}"
             photo_scans[scan.folder] = photos
@@ -300,6 +287,26 @@ def log_skipped(scans: Sequence[TypeScan], what: str) -> None:
         logger.warning("%sskipping %s: %s", what, path, reason)
     if len(skipped) > MAX_REPORTED:
         logger.warning("%sskipping %d more files", what, len(skipped) - MAX_REPORTED)
+
+
+def leave_out(scans: Sequence[TypeScan], excluded: Mapping[Path, str]) -> list[TypeScan]:
+    """``scans`` without the items that have a file (degraded or clean) in ``excluded``, each
+    such file recorded as skipped with its reason (``train.py --drop_test_content``); a type
+    left with no item becomes unusable, as any type without usable data."""
+    kept = []
+    for scan in scans:
+        items = tuple(item for item in scan.items if not set(item) & excluded.keys())
+        if len(items) == len(scan.items):
+            kept.append(scan)
+            continue
+        files = dict.fromkeys(p for item in scan.items for p in item if p in excluded)
+        skipped = scan.skipped + [(path, excluded[path]) for path in files]
+        error = scan.error
+        if error is None and not items:
+            error = f"{scan.flag} {scan.folder}: no image left for {scan.de_type} ({len(files)} "
+            error += "left out as test content)"
+        kept.append(replace(scan, items=items, skipped=skipped, error=error))
+    return kept
 
 
 def format_data_check(parts: Sequence[tuple[str, Sequence[TypeScan]]]) -> str:
@@ -365,15 +372,18 @@ def build_sources(
     folders: Mapping[str, str | Path | None],
     data_file_dir: str | Path | None = None,
     synthetic: Sequence[str] = (),
+    excluded: Mapping[Path, str] | None = None,
 ) -> list[Source]:
     """The training files of every type in ``de_types``, all found and checked before
-    training starts (``scan_training_data``, whose arguments these are); skipped files are
-    logged.
+    training starts (``scan_training_data``, whose arguments these are), without the files
+    of ``excluded`` (file -> reason: ``leave_out``); skipped files are logged.
 
     Raises:
         DataError: a type has no usable image (the first such type, in one line).
     """
-    scans = scan_training_data(de_types, folders, data_file_dir, synthetic)
+    scans = leave_out(
+        scan_training_data(de_types, folders, data_file_dir, synthetic), excluded or {}
+    )
     log_skipped(scans, "")
     sources = []
     for scan in scans:
@@ -697,6 +707,7 @@ def build_validation_set(
     folders: Mapping[str, str | Path | None],
     max_images: int = 4,
     crop: int = 256,
+    excluded: Mapping[Path, str] | None = None,
 ) -> list[ValidationImage]:
     """The first ``max_images`` usable images of each type (0: all), centre-cropped to
     ``crop``, then to a multiple of 16 as test.py does; noise is added with a fixed seed per
@@ -707,11 +718,14 @@ def build_validation_set(
         de_types: types of TYPE_FOLDERS.
         folders: held-out folder per key of TYPE_FOLDERS' values ("denoise", "derain",
             "dehaze", "deblur", "lowlight"), as ``scan_validation_data``.
+        max_images: images per type (0: all).
+        crop: the side of the centre crop (0: whole images).
+        excluded: files left out (file -> reason: ``leave_out``), e.g. test content.
 
     Raises:
         DataError: a type has no folder or no usable image (one line naming the flag).
     """
-    scans = scan_validation_data(de_types, folders)
+    scans = leave_out(scan_validation_data(de_types, folders), excluded or {})
     log_skipped(scans, "validation: ")
     images = []
     for scan in scans:
