@@ -267,6 +267,17 @@ def get_parser() -> argparse.ArgumentParser:
         "(utils/task_loss.py); training only",
     )
     run.add_argument(
+        "--sampling_weights",
+        type=Range(int, 1, 64),
+        nargs="+",
+        default=None,
+        metavar="W",
+        help="one positive integer per --de_type: each batch holds the types in these "
+        "proportions (e.g. --de_type dehaze clean --sampling_weights 1 2: two clean patches per "
+        "hazy one), as AdaIR and PromptIR repeat a data set; --batch_size must be a multiple "
+        "of their sum; default: all 1, every type equally, as the paper",
+    )
+    run.add_argument(
         "--encoder_loss",
         choices=ENCODER_LOSSES,
         default="moco",
@@ -354,10 +365,11 @@ def get_parser() -> argparse.ArgumentParser:
 FROM_CHECKPOINT = (  # they fix the model and the data stream: always the checkpoint's
     "n_feats", "n_groups", "n_blocks", "de_type", "batch_size", "epoch_size", "patch_size",
     "seed", "queue_size", "synthetic", "loss_weighting", "tur_floor", "encoder_loss",
+    "sampling_weights",
 )  # fmt: skip
 # What a checkpoint written before a flag of FROM_CHECKPOINT existed trained with, where the
 # parsed value must not replace it: such a checkpoint resumes as it was trained.
-BEFORE_THE_FLAG = {"encoder_loss": "moco"}
+BEFORE_THE_FLAG = {"encoder_loss": "moco", "sampling_weights": None}
 FROM_CHECKPOINT_UNLESS_GIVEN = (  # the schedule, cadences and data: given again, they win
     "epochs", "epochs_encoder", "lr", "ema_decay", "precision", "val_every", "val_images",
     "val_crop", "checkpoint_every_minutes", "checkpoint_every_steps", "save_every",
@@ -469,17 +481,29 @@ def complete_settings(args: argparse.Namespace) -> None:
     """Fill what depends on other settings (batch size, default data folders) and check it.
 
     Raises:
-        SettingsError: a type listed twice, or a batch that cannot hold every type equally.
+        SettingsError: a type listed twice, --sampling_weights not one per type, or a batch
+            that cannot hold the types equally (or in the weights' proportions).
     """
     n_types = len(args.de_type)
     if len(set(args.de_type)) != n_types:
         raise SettingsError(f"--de_type lists a type twice: {' '.join(args.de_type)}")
+    weights = getattr(args, "sampling_weights", None)
+    if weights is not None and len(weights) != n_types:
+        raise SettingsError(
+            f"--sampling_weights gives {len(weights)} weights for {n_types} types "
+            f"({' '.join(args.de_type)}): give one per type, in --de_type's order"
+        )
+    share = n_types if weights is None else sum(weights)
     if args.batch_size is None:
-        args.batch_size = n_types
-    if args.batch_size <= 0 or args.batch_size % n_types:
+        args.batch_size = share
+    if args.batch_size <= 0 or args.batch_size % share:
         raise SettingsError(
             f"--batch_size {args.batch_size} must be a positive multiple of the "
             f"{n_types} degradation types, so each batch holds them in equal number"
+            if weights is None
+            else f"--batch_size {args.batch_size} must be a positive multiple of "
+            f"{share}, the sum of --sampling_weights, so each batch holds the types in "
+            "those proportions"
         )
     for de_type, default in DEFAULT_DIRS.items():
         name = f"{de_type}_dir"

@@ -275,6 +275,7 @@ def build_loader(
         seed=args.seed,
         rank=info.rank,
         world_size=info.world_size,
+        weights=args.sampling_weights,
     )
     loader = DataLoader(
         dataset,

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from net import AirNet
 from net.moco import MoCo
 from option import FROM_CHECKPOINT, parse_args
-from tests.test_train import REPO, tiny_args
+from tests.test_train import OLD_CHECKPOINT, RESUME_THE_FIXTURE, threads_of_the_fixture, tiny_args
 from train import main
 from utils.encoder_loss import (
     UNKNOWN_TYPE,
@@ -24,7 +24,6 @@ from utils.encoder_loss import (
 )
 
 SIZE = {"n_feats": 8, "n_groups": 1, "n_blocks": 1, "queue_size": 16}
-OLD_CHECKPOINT = REPO / "tests/fixtures/train_checkpoint_7a221e3.pth"
 
 
 class Given(torch.nn.Module):
@@ -158,11 +157,11 @@ def test_a_checkpoint_written_before_the_option_resumes_as_moco(tmp_path, caplog
     uninterrupted run of the paper's loss does."""
     old = torch.load(OLD_CHECKPOINT, weights_only=True)
     assert "queue_types" not in old and "encoder_loss" not in old["args"]
-    uninterrupted = main(parse_args(tiny_args(tmp_path / "a")))
-    args = parse_args([*tiny_args(tmp_path / "b"), "--encoder_loss", "supcon"] + [
-        "--resume", str(OLD_CHECKPOINT), "--max_steps", "6"])  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="train"):
-        resumed = main(args)
+    args = parse_args([*tiny_args(tmp_path / "b"), "--encoder_loss", "supcon", *RESUME_THE_FIXTURE])
+    with threads_of_the_fixture():
+        uninterrupted = main(parse_args(tiny_args(tmp_path / "a")))
+        with caplog.at_level(logging.INFO, logger="train"):
+            resumed = main(args)
     assert args.encoder_loss == "moco"
     ignored = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
     assert ignored == [

@@ -44,6 +44,9 @@ def test_official_defaults():
         ["--de_type", "derain", "dehaze", "--batch_size", "3"],  # types unequally represented
         ["--batch_size", "0"],
         ["--max_steps", "0"],
+        ["--de_type", "dehaze", "clean", "--sampling_weights", "1", "2", "1"],  # not one per type
+        ["--de_type", "dehaze", "clean", "--sampling_weights", "1", "2", "--batch_size", "4"],
+        ["--de_type", "dehaze", "clean", "--sampling_weights", "1", "0"],
     ],
 )
 def test_bad_arguments_are_refused(argv, capsys):
@@ -54,6 +57,14 @@ def test_bad_arguments_are_refused(argv, capsys):
 
 def test_batch_size_multiple_of_types():
     assert parse_args(["--de_type", "derain", "dehaze", "--batch_size", "4"]).batch_size == 4
+
+
+def test_sampling_weights_set_the_default_batch_and_are_fixed_by_a_checkpoint():
+    assert parse_args([]).sampling_weights is None  # every type equally, as the paper
+    weighted = ["--de_type", "dehaze", "clean", "--sampling_weights", "1", "2"]
+    assert parse_args(weighted).batch_size == 3
+    assert parse_args([*weighted, "--batch_size", "6"]).sampling_weights == [1, 2]
+    assert "sampling_weights" in FROM_CHECKPOINT
 
 
 def test_help_documents_every_flag():

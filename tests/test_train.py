@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -342,19 +344,32 @@ def test_non_finite_weights_are_never_written(tmp_path, caplog):
     assert caplog.text.count("not written: the weights are not finite") == 2
 
 
+OLD_CHECKPOINT = REPO / "tests/fixtures/train_checkpoint_7a221e3.pth"
+RESUME_THE_FIXTURE = ["--resume", str(OLD_CHECKPOINT), "--max_steps", "6"]
+
+
+@contextmanager
+def threads_of_the_fixture() -> Iterator[None]:
+    """Run torch on the 2 CPU threads that wrote OLD_CHECKPOINT: the sums of a CPU step
+    depend on the thread count, so a resumed run matches an uninterrupted one bit for bit
+    only on the same count (under OMP_NUM_THREADS=1 they differ from the first step)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_a_checkpoint_written_before_the_code_moves_resumes_exactly(tmp_path):
     """tests/fixtures/train_checkpoint_7a221e3.pth was written by train.py at commit 7a221e3,
     before the run state and logs moved to utils/run_state.py and utils/run_log.py (issue 31):
-    ``tiny_args`` with --max_steps 3. Resumed now, it ends where an uninterrupted run does."""
-    uninterrupted = main(parse_args(tiny_args(tmp_path / "a")))
-    resume = [
-        *tiny_args(tmp_path / "b"),
-        "--resume",
-        str(REPO / "tests/fixtures/train_checkpoint_7a221e3.pth"),
-        "--max_steps",
-        "6",
-    ]
-    resumed = main(parse_args(resume))
+    ``tiny_args`` with --max_steps 3, on 2 threads. Resumed now, it ends where an
+    uninterrupted run does. The sums of a CPU step depend on the thread count, so both runs
+    use the fixture's 2 (under OMP_NUM_THREADS=1 the bits would differ from step 1)."""
+    with threads_of_the_fixture():
+        uninterrupted = main(parse_args(tiny_args(tmp_path / "a")))
+        resumed = main(parse_args([*tiny_args(tmp_path / "b"), *RESUME_THE_FIXTURE]))
     assert resumed.step == 6
     expected = uninterrupted.model.state_dict()
     for name, value in resumed.model.state_dict().items():
@@ -395,3 +410,23 @@ def test_reference_weights_that_cannot_be_read_stop_the_run_in_one_line(tmp_path
     )
     assert result.returncode == 2
     assert "--reference_weights" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_run_with_sampling_weights_resumes_with_them_exactly(tmp_path):
+    """--sampling_weights (issue 32, the one-by-one dehaze file's clean share): stopped
+    mid-run and resumed without the flag, the checkpoint's weights hold and the run ends
+    where an uninterrupted one does."""
+    weighted = ["--de_type", "dehaze", "clean", "--sampling_weights", "1", "2", "--epochs", "2"]
+    uninterrupted = main(parse_args(tiny_args(tmp_path / "a", *weighted)))
+    main(parse_args(tiny_args(tmp_path / "b", *weighted, "--max_steps", "3")))
+    checkpoint = torch.load(tmp_path / "b/ckpt/airnet_last_train.pth", weights_only=True)
+    assert checkpoint["args"]["sampling_weights"] == [1, 2]
+    assert checkpoint["args"]["batch_size"] == 3
+    resume = ["--resume", str(tmp_path / "b/ckpt"), "--max_steps", "4"]
+    args = parse_args([*tiny_args(tmp_path / "b"), *resume])
+    resumed = main(args)
+    assert args.sampling_weights == [1, 2] and args.de_type == ["dehaze", "clean"]
+    assert resumed.step == uninterrupted.step
+    expected = uninterrupted.model.state_dict()
+    for name, value in resumed.model.state_dict().items():
+        assert torch.equal(value, expected[name]), name

@@ -164,11 +164,33 @@ def test_sampler_is_reproducible_balanced_and_sharded():
     assert ranks[0] == first[0::2] and ranks[1] == first[1::2]
 
 
+def test_sampling_weights_set_each_types_share_and_all_ones_is_the_paper_stream():
+    """--sampling_weights (issue 32): a type of weight 2 fills twice the places of one of
+    weight 1 in every batch, with fresh images; weights of 1 draw the stream of the sampler
+    without weights, so runs and checkpoints from before the option are unchanged."""
+    counts = [4, 5, 3]
+    plain = list(BalancedBatchSampler(counts, batch_size=6, epoch_size=8, seed=5))
+    assert plain == list(BalancedBatchSampler(counts, 6, 8, seed=5, weights=[1, 1, 1]))
+    weighted = list(BalancedBatchSampler(counts, batch_size=8, epoch_size=8, seed=5,
+                                         weights=[1, 2, 1]))  # fmt: skip
+    assert len(weighted) == 4 and all(len(batch) == 8 for batch in weighted)
+    assert all(sorted(t for t, _, _ in batch) == [0, 0, 1, 1, 1, 1, 2, 2] for batch in weighted)
+    # Type 1's 16 places of the epoch use each of its 5 images before repeating one.
+    type_1 = [i for batch in weighted for t, i, _ in batch if t == 1]
+    assert len(type_1) == 16 and sorted(type_1[:5]) == [0, 1, 2, 3, 4]
+    seeds = [seed for batch in weighted for _, _, seed in batch]
+    assert len(set(seeds)) == len(seeds)
+
+
 def test_sampler_refuses_unbalanced_batches():
     with pytest.raises(ValueError, match="multiple"):
         BalancedBatchSampler([3, 3], batch_size=3, epoch_size=4)
     with pytest.raises(ValueError, match="epoch_size"):
         BalancedBatchSampler([3, 3], batch_size=2, epoch_size=1, world_size=2)
+    with pytest.raises(ValueError, match="summing to 3"):
+        BalancedBatchSampler([3, 3], batch_size=4, epoch_size=4, weights=[1, 2])
+    with pytest.raises(ValueError, match="one positive weight per type"):
+        BalancedBatchSampler([3, 3], batch_size=4, epoch_size=4, weights=[1, 0])
 
 
 def test_sample_data_folder_is_usable():

@@ -519,20 +519,29 @@ class TrainDataset(Dataset):
 
 
 class BalancedBatchSampler(Sampler[list[SampleIndex]]):
-    """Batches with every degradation type in equal number, the same for any worker count.
+    """Batches with every degradation type in equal number (or in fixed proportions), the same
+    for any worker count.
 
-    An epoch draws ``epoch_size`` images of each type (shuffled passes over its images) and a
-    seed for each sample, all from (seed, epoch). Global batch b holds
-    ``batch_size / n_types`` samples of each type, in type order; process ``rank`` of
-    ``world_size`` takes batches rank, rank + world_size, ... (as DistributedSampler shards
-    samples), so the processes never share a sample and all run the same number of steps.
+    An epoch draws ``epoch_size * weights[t]`` images of type t (shuffled passes over its
+    images) and a seed for each sample, all from (seed, epoch). With u = ``batch_size /
+    sum(weights)``, global batch b holds ``u * weights[t]`` samples of type t, in type order;
+    process ``rank`` of ``world_size`` takes batches rank, rank + world_size, ... (as
+    DistributedSampler shards samples), so the processes never share a sample and all run the
+    same number of steps. Weights of 1 (the default) are the official balance, one stream per
+    type, and draw exactly the stream this sampler drew before weights existed; a weight of 2
+    repeats a type as AdaIR and PromptIR repeat a data set in their lists.
 
     Args:
         counts: number of images of each type.
-        batch_size: samples per batch and process, a multiple of ``len(counts)``.
-        epoch_size: samples of each type per epoch (official 400).
+        batch_size: samples per batch and process, a multiple of ``sum(weights)``.
+        epoch_size: samples of a type of weight 1 per epoch (official 400).
         seed: seed of the whole stream.
         rank, world_size: this process and the number of processes.
+        weights: positive integer share of each type in a batch (None: all 1).
+
+    Raises:
+        ValueError: a type without images, weights not positive or not one per type, or a
+            batch that cannot hold the shares.
     """
 
     def __init__(
@@ -543,14 +552,22 @@ class BalancedBatchSampler(Sampler[list[SampleIndex]]):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        weights: Sequence[int] | None = None,
     ) -> None:
         n_types = len(counts)
         if n_types == 0 or min(counts) <= 0:
             raise ValueError(f"every type needs at least one image, got counts {list(counts)}")
-        if batch_size % n_types:
-            raise ValueError(f"batch size {batch_size} is not a multiple of {n_types} types")
+        weights = [1] * n_types if weights is None else list(weights)
+        if len(weights) != n_types or min(weights) < 1:
+            raise ValueError(f"need one positive weight per type, got {weights} for {n_types}")
+        if batch_size % sum(weights):
+            raise ValueError(
+                f"batch size {batch_size} is not a multiple of {n_types} types"
+                + (f" with weights summing to {sum(weights)}" if sum(weights) != n_types else "")
+            )
         self.counts = list(counts)
-        self.per_type = batch_size // n_types
+        self.weights = weights
+        self.per_type = batch_size // sum(weights)
         self.epoch_size = epoch_size
         self.seed = seed
         self.rank = rank
@@ -576,14 +593,15 @@ class BalancedBatchSampler(Sampler[list[SampleIndex]]):
         return self.batches_per_epoch() - self.start_batch
 
     def _epoch_stream(self) -> list[list[tuple[int, int]]]:
-        """For each type, epoch_size (image index, seed) pairs drawn from (seed, epoch)."""
+        """For each type, epoch_size * weight (image index, seed) pairs from (seed, epoch)."""
         rng = np.random.default_rng([self.seed, self.epoch])
         streams = []
-        for count in self.counts:
-            passes = math.ceil(self.epoch_size / count)
+        for count, weight in zip(self.counts, self.weights, strict=True):
+            size = self.epoch_size * weight
+            passes = math.ceil(size / count)
             images = np.concatenate([rng.permutation(count) for _ in range(passes)])
-            images = images[: self.epoch_size].tolist()
-            seeds = rng.integers(0, 2**63 - 1, size=self.epoch_size).tolist()
+            images = images[:size].tolist()
+            seeds = rng.integers(0, 2**63 - 1, size=size).tolist()
             streams.append(list(zip(images, seeds, strict=True)))
         return streams
 
@@ -593,9 +611,10 @@ class BalancedBatchSampler(Sampler[list[SampleIndex]]):
             batch = local * self.world_size + self.rank
             rows = range(batch * self.per_type, (batch + 1) * self.per_type)
             yield [
-                (type_index, *streams[type_index][row])
+                (type_index, *streams[type_index][row * weight + repeat])
                 for row in rows
-                for type_index in range(len(self.counts))
+                for type_index, weight in enumerate(self.weights)
+                for repeat in range(weight)
             ]
 
 
