@@ -43,7 +43,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from utils.cli import SEED, ArgumentParser, Range  # noqa: E402
 from utils.fingerprints import find_test_content, load_references  # noqa: E402
-from utils.image_files import ImageReadError, list_images, read_image, save_image  # noqa: E402
+from utils.image_files import (  # noqa: E402
+    ImageReadError,
+    distinct_names,
+    images_under,
+    read_image,
+    save_image,
+)
 from utils.outputs import check_writable_folder  # noqa: E402
 from utils.pairing import LayoutError, Pair, PairScan, find_pairs  # noqa: E402
 from utils.paths import name_bytes, show_names_in_output, shown  # noqa: E402
@@ -66,25 +72,29 @@ def link(source: Path, target: Path) -> None:
     target.symlink_to(source.resolve())
 
 
-def write_val_haze(clean_path: Path, folder: Path, seed: int) -> None:
+def write_val_haze(clean_path: Path, name: str, folder: Path, seed: int) -> None:
     """A hazy copy of one held-out photo, its parameters (utils/synthetic.py) seeded by
-    (seed, file name); A and beta rounded as RESIDE names them, and made with those values."""
-    rng = np.random.default_rng([seed, zlib.crc32(name_bytes(clean_path.name))])
+    (seed, ``name``: its unique name in the split); A and beta rounded as RESIDE names them,
+    and made with those values."""
+    rng = np.random.default_rng([seed, zlib.crc32(name_bytes(name))])
     parameters = random_haze_parameters(rng)
     parameters["atmosphere"] = round(parameters["atmosphere"], 2)
     parameters["beta"] = round(parameters["beta"], 3)
     clean = read_image(clean_path)
-    name = f"{clean_path.stem}_{parameters['atmosphere']}_{parameters['beta']}.png"
-    save_image(folder / "input" / name, add_haze(clean, **parameters))
-    save_image(folder / "target" / f"{clean_path.stem}.png", clean)
+    stem = Path(name).stem
+    hazy = f"{stem}_{parameters['atmosphere']}_{parameters['beta']}.png"
+    save_image(folder / "input" / hazy, add_haze(clean, **parameters))
+    save_image(folder / "target" / f"{stem}.png", clean)
 
 
-def write_val_blur(clean_path: Path, folder: Path, seed: int) -> None:
-    """A motion-blurred copy of one held-out photo, the kernel seeded by (seed, file name)."""
-    rng = np.random.default_rng([seed, zlib.crc32(name_bytes(clean_path.name)), BLUR_SALT])
+def write_val_blur(clean_path: Path, name: str, folder: Path, seed: int) -> None:
+    """A motion-blurred copy of one held-out photo, the kernel seeded by (seed, ``name``: its
+    unique name in the split)."""
+    rng = np.random.default_rng([seed, zlib.crc32(name_bytes(name)), BLUR_SALT])
     clean = read_image(clean_path)
-    save_image(folder / "input" / f"{clean_path.stem}.png", motion_blur(clean, rng))
-    save_image(folder / "target" / f"{clean_path.stem}.png", clean)
+    stem = Path(name).stem
+    save_image(folder / "input" / f"{stem}.png", motion_blur(clean, rng))
+    save_image(folder / "target" / f"{stem}.png", clean)
 
 
 def _digest(path: Path) -> str:
@@ -196,7 +206,13 @@ HELD_OUT = Range(int, 0, 10**6)  # images or pairs held out for validation
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--clean_dir", type=Path, required=True, help="clean photos")
+    parser.add_argument(
+        "--clean_dir",
+        type=Path,
+        required=True,
+        help="clean photos, searched recursively (linked folders followed) as train.py's "
+        "--denoise_dir",
+    )
     parser.add_argument("--derain_dir", type=Path, help="rainy/rain-N.png + gt/norain-N.png")
     parser.add_argument(
         "--lowlight_dir",
@@ -252,7 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         check_writable_folder(args.output, "--output")
-        clean = list_images(args.clean_dir)
+        # Subfolders and linked folders too, as train.py's --denoise_dir (the official
+        # layout is Train/Denoise/{WED,BSD}/); photos of the same name in two folders keep
+        # their folder in their name in the split (decision 9's rule).
+        clean = images_under(args.clean_dir)
         if not clean:
             raise FileNotFoundError(f"--clean_dir {args.clean_dir}: no images")
         # Every folder is checked before anything is written.
@@ -264,13 +283,14 @@ def main(argv: list[str] | None = None) -> int:
         kept_out = sum(path in excluded for path in clean)
         clean = [path for path in clean if path not in excluded]
         val_clean = held_out(clean, args.val_clean, args.seed)
+        names = dict(zip(clean, distinct_names(clean, suffix=None), strict=True))
         for path in clean:
             part = "val" if path in val_clean else "train"
-            link(path, args.output / part / "denoise" / path.name)
+            link(path, args.output / part / "denoise" / names[path])
             if part == "val":
-                write_val_haze(path, args.output / "val" / "dehaze", args.seed)
+                write_val_haze(path, names[path], args.output / "val" / "dehaze", args.seed)
                 if args.val_deblur:
-                    write_val_blur(path, args.output / "val" / "deblur", args.seed)
+                    write_val_blur(path, names[path], args.output / "val" / "deblur", args.seed)
         counts = [f"clean {len(clean) - len(val_clean)} train / {len(val_clean)} val"]
         if args.exclude_test:
             counts[0] += f" ({kept_out} left out: test content)"

@@ -3,6 +3,7 @@ times through it. Clocks are stubbed; nothing here asserts on speed."""
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import re
 import subprocess
@@ -139,3 +140,12 @@ def test_cuda_time_resets_the_peak_memory_after_the_warmups() -> None:
     assert timing.cuda_time(fn, repeat=3, warmup=2) >= 0
     assert len(calls) == 5
     assert torch.cuda.max_memory_allocated() - held < 2**26
+
+
+def test_bench_sizes_reads_sizes_and_refuses_others() -> None:
+    from benchmarks.bench_sizes import parse_size
+
+    assert parse_size("32x1x2") == (32, 1, 2) and parse_size("64X5X5") == (64, 5, 5)
+    for bad in ("32x1", "32x0x2", "axbxc"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_size(bad)

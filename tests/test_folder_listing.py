@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from tests.test_demo import demo
+from tests.test_five_task_data import make_split
 from utils.image_files import IMAGE_EXTENSIONS, images_under, list_images
 from utils.pairing import find_pairs
 from utils.train_dataset import scan_training_data
@@ -56,6 +57,23 @@ def test_training_follows_linked_folders_without_looping(tmp_path):
     ]  # fmt: skip
     assert scan.skipped == []
     assert len(images_under(denoise)) == 6  # each real folder once, the cycle ends
+
+
+def test_make_split_takes_every_photo_under_its_clean_dir(tmp_path):
+    """scripts/make_split.py --clean_dir listed only the folder's own files (2 of 6 here, the
+    official Train/Denoise/{WED,BSD}/ layout none); photos of one name in two folders keep
+    their folder in their split name."""
+    denoise = linked_photo_folder(tmp_path)
+    write(tmp_path / "elsewhere/bsd" / "own0.png", 30)  # the name of denoise/own0.png
+    split = tmp_path / "split"
+    argv = ["--clean_dir", str(denoise), "--output", str(split), "--val_clean", "2"]
+    assert make_split.main(argv) == 0
+    train, val = (
+        sorted(p.name for p in (split / part / "denoise").iterdir()) for part in ("train", "val")
+    )
+    assert len(train) == 5 and len(val) == 2 and not set(train) & set(val)
+    assert {"BSD_own0.png", "denoise_own0.png"} <= set(train + val)
+    assert len(list((split / "val/dehaze/input").iterdir())) == 2
 
 
 def test_pairing_follows_a_linked_part_folder(tmp_path):

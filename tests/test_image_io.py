@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,6 @@ from utils.degradations import (
     add_gaussian_noise,
     crop_to_multiple,
     dihedral,
-    parse_haze_name,
     random_dihedral,
 )
 from utils.image_files import array_to_image, image_to_array
@@ -31,6 +31,7 @@ from utils.image_io import (
     save_image,
     tensor_to_image,
 )
+from utils.pairing import reside_ids
 
 
 def test_grayscale_palette_rgba_16bit_and_exif(tmp_path):
@@ -187,6 +188,10 @@ def test_dihedral_modes_are_the_eight_distinct_transforms():
     assert np.array_equal(a + 100, b) and not np.array_equal(a, image)
 
 
-def test_haze_names():
-    assert parse_haze_name("synthetic/part1/0025_0.8_0.2.jpg") == "0025"
-    assert parse_haze_name("1400_0.95_0.12.png") == "1400"
+def test_haze_names_follow_the_one_reside_rule_of_the_pairing_module():
+    """One RESIDE rule (utils/pairing.reside_ids) for every reader: outdoor, ITS and SOTS
+    indoor names give their clear id first (issue 33 removed a second, narrower rule)."""
+    assert reside_ids(Path("synthetic/part1/0025_0.8_0.2.jpg").stem)[0] == "0025"
+    assert reside_ids("1400_0.95_0.12")[0] == "1400"
+    assert reside_ids("1400_10") == ["1400"]
+    assert reside_ids("img_2020_x1") == []

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
 import zlib
-from pathlib import Path
 
 import numpy as np
 
@@ -50,13 +48,3 @@ def random_dihedral(rng: np.random.Generator, *images: np.ndarray) -> tuple[np.n
     """Apply the same random non-identity transform (modes 1-7, as official) to all images."""
     mode = int(rng.integers(1, 8))
     return tuple(dihedral(image, mode) for image in images)
-
-
-_HAZE_NAME = re.compile(r"^(?P<clean>.+?)_[0-9.]+_[0-9.]+$")
-
-
-def parse_haze_name(path: str | Path) -> str:
-    """RESIDE name ``XXXX_A_B`` (atmosphere A, density B) -> clean stem ``XXXX``."""
-    stem = Path(path).stem
-    match = _HAZE_NAME.match(stem)
-    return match.group("clean") if match else stem.split("_")[0]
