@@ -270,7 +270,23 @@ def on_select(pairs, event: gr.SelectData):
 
 
 def build_app(choices: list[str]) -> gr.Blocks:
+    """The page, offering the weights of ``choices`` (paths, as ``weight_choices`` gives them).
+
+    The dropdown shows and sends each path as ``shown`` writes it (a name that is not UTF-8
+    cannot travel to the browser as it is: the page's JSON must be valid UTF-8); the choice is
+    mapped back to the path before a file is opened."""
     devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    paths = {shown(path): path for path in choices}
+
+    def unshown(choice: str | None) -> str | None:
+        return paths.get(choice, choice) if choice is not None else None
+
+    def restore_choice(files, choice, upload, device, tile):
+        return on_restore(files, unshown(choice), upload, device, tile)
+
+    def info_of_choice(choice, upload):
+        return model_info(unshown(choice), upload)
+
     with gr.Blocks(title="AirNet image restoration", analytics_enabled=False) as page:
         gr.Markdown(
             "# AirNet: all-in-one image restoration\n"
@@ -283,8 +299,8 @@ def build_app(choices: list[str]) -> gr.Blocks:
                     label="Images", file_count="multiple", file_types=["image"], elem_id="images"
                 )
                 choice = gr.Dropdown(
-                    choices,
-                    value=choices[0],
+                    list(paths),
+                    value=shown(choices[0]),
                     label="Weights (all-in-one for unknown or mixed degradations; a task's "
                     "one-by-one file when you know what is wrong)",
                 )
@@ -310,14 +326,14 @@ def build_app(choices: list[str]) -> gr.Blocks:
                 status = gr.Markdown(elem_id="status")
         pairs = gr.State([])
         button.click(
-            on_restore,
+            restore_choice,
             [files, choice, upload, device, tile],
             [slider, gallery, downloads, status, pairs],
             api_name="restore",
         )
         gallery.select(on_select, pairs, slider, api_visibility="undocumented")
         for event in (choice.change, upload.change):
-            event(model_info, [choice, upload], info, api_visibility="undocumented")
+            event(info_of_choice, [choice, upload], info, api_visibility="undocumented")
     return page
 
 
@@ -342,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C; returns 130 then (a port that cannot be bound: SystemExit(2))."""
     choices = weight_choices(CKPT_DIR, args.ckpt, args.task)
-    logger.info("weights offered: %s", ", ".join(choices))
+    logger.info("weights offered: %s", shown(", ".join(choices)))
     try:
         build_app(choices).launch(
             server_name=args.host,

@@ -141,7 +141,12 @@ def server(tiny_ckpt, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("server") / "app.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "app.py", "--ckpt", str(tiny_ckpt), "--port", str(port)]
+    # A second copy under a name that is not UTF-8 (issue 33 item 1): offered as ``shown``
+    # writes it, and the choice reaches the file.
+    odd_name = tiny_ckpt.parent / os.fsdecode(b"caf\xe9.pth")
+    odd_name.write_bytes(tiny_ckpt.read_bytes())
+    command = [sys.executable, "app.py", "--ckpt", str(tiny_ckpt), "--ckpt", str(odd_name)]
+    command += ["--port", str(port)]
     with open(log, "w") as out:
         process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
@@ -192,6 +197,23 @@ def test_http_api_restores_and_survives_errors(server, tiny_ckpt, photos):
         [handle_file(photos["alpha"])], str(tiny_ckpt), None, "cpu", 64, api_name="/restore"
     )
     assert Image.open(downloads[0]).mode == "RGBA"
+
+
+def test_a_weights_file_whose_name_is_not_utf8_is_offered_shown_and_restores(
+    server, tiny_ckpt, photos
+):
+    """The dropdown's choices travel as JSON, which must be valid UTF-8: the Latin-1 name
+    ``caf\\xe9.pth`` is offered as those 11 characters and the choice opens the file."""
+    with urllib.request.urlopen(server + "config", timeout=10) as response:
+        config = response.read().decode()
+    shown_choice = str(tiny_ckpt.parent / "caf\\xe9.pth")
+    assert shown_choice.replace("\\", "\\\\") in config
+    client = Client(server, verbose=False)
+    _, _, downloads, status = client.predict(
+        [handle_file(photos["odd"])], shown_choice, None, "cpu", 0, api_name="/restore"
+    )
+    expected = restore(np.asarray(Image.open(photos["odd"])), load_airnet(tiny_ckpt))
+    assert np.array_equal(np.asarray(Image.open(downloads[0])), expected)
 
 
 def test_page_shows_the_model_info(server):

@@ -26,7 +26,7 @@ import train
 from tests.test_demo import demo
 from tests.test_eval import test_script
 from tests.test_five_task_data import make_deblur_testset, make_split
-from utils.checkpoint import save_checkpoint_atomic
+from utils.checkpoint import safetensors_metadata, save_checkpoint_atomic
 from utils.degradations import noise_rng
 from utils.image_files import distinct_names
 from utils.paths import NAME_MAX, name_bytes, show_names_in_output, shown
@@ -126,6 +126,15 @@ def test_scripts_hash_and_record_a_latin1_name(tmp_path):
                                      str(tmp_path / "blur")]) == 0  # fmt: skip
     assert b"caf\xe9.png" in names_on_disk(tmp_path / "blur/input")
     assert "caf\\xe9" in np.load(tmp_path / "blur/kernels.npz").files
+
+
+def test_a_weights_files_metadata_shows_a_name_that_is_not_utf8_as_logs_do():
+    """average_weights.py ship records the reference file's name (``judged_against``): a
+    Latin-1 name is stored as ``shown`` writes it, not as a JSON surrogate escape."""
+    size = {"n_feats": 8, "n_groups": 1, "n_blocks": 1}
+    metadata = safetensors_metadata(size, ["derain"], {"judged_against": CAFE})
+    assert json.loads(metadata["judged_against"]) == CAFE_SHOWN
+    metadata["judged_against"].encode("utf-8")  # valid UTF-8, as safetensors requires
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from typing import IO, Any
 import torch
 
 from utils.outputs import writing
-from utils.paths import write_atomic
+from utils.paths import shown_all, write_atomic
 
 MODEL_KWARGS = ("n_feats", "n_groups", "n_blocks")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +101,9 @@ def save_checkpoint_atomic(obj: Any, path: str | Path) -> None:
 def safetensors_metadata(
     size: dict[str, int], de_type: list[str] | None = None, extra: dict[str, Any] | None = None
 ) -> dict[str, str]:
-    """The string metadata of a weights file: every value JSON-encoded.
+    """The string metadata of a weights file: every value JSON-encoded, each string in it as
+    ``utils.paths.shown`` shows it (a file name that is not UTF-8, e.g. the reference file a
+    shipped file was judged against, reads ``caf\\xe9.safetensors``, as in logs and JSON).
 
     Raises:
         ValueError: ``size`` lacks one of MODEL_KWARGS, or ``extra`` reuses a reserved key.
@@ -115,7 +117,8 @@ def safetensors_metadata(
     reserved = sorted(set(extra or {}) & {*facts, "format"})
     if reserved:
         raise ValueError(f"extra metadata may not set {', '.join(reserved)}")
-    return {"format": "pt", **{k: json.dumps(v) for k, v in {**facts, **(extra or {})}.items()}}
+    facts = shown_all({**facts, **(extra or {})})
+    return {"format": "pt", **{key: json.dumps(value) for key, value in facts.items()}}
 
 
 def save_safetensors_atomic(
