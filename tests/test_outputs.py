@@ -8,7 +8,6 @@ writes through permission bits, so chmod would test nothing in CI.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import sys
@@ -21,6 +20,7 @@ from PIL import Image
 
 import train
 from tests.stubs import IdentitySession
+from tests.test_ranges import load  # a script as a module, as the range tests load it
 from tests.test_train import tiny_args
 from utils import paths
 from utils.outputs import OutputError, check_writable_file, check_writable_folder
@@ -33,15 +33,6 @@ def through_a_file(tmp_path: Path) -> Path:
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder\n")
     return blocker / "out"
-
-
-def load(name: str):
-    path = REPO / name if (REPO / name).exists() else REPO / "scripts" / name
-    spec = importlib.util.spec_from_file_location(f"airnet_outputs_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def never(*args, **kwargs):
