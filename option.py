@@ -349,6 +349,14 @@ def get_parser() -> argparse.ArgumentParser:
     model.add_argument("--n_groups", type=N_GROUPS, default=5, help="DGGs in DGRN")
     model.add_argument("--n_blocks", type=N_BLOCKS, default=5, help="DGBs per DGG")
     model.add_argument(
+        "--grow_groups",
+        type=Range(int, 0, N_GROUPS.maximum),
+        default=0,
+        help="with --init_from: add this many DGGs after the file's, each starting as the "
+        "identity (its last conv at zero), so step 0 restores exactly as the file (net/grow.py; "
+        "0: the file's size, as the paper)",
+    )
+    model.add_argument(
         "--queue_size",
         type=Range(int, 1, 2**20),
         default=None,
@@ -378,8 +386,8 @@ FROM_CHECKPOINT_UNLESS_GIVEN = (  # the schedule, cadences and data: given again
     "val_dehaze_dir", "val_deblur_dir", "val_lowlight_dir", "reference_weights",
     "drop_test_content",
 )  # fmt: skip
-# Never restored: device, num_workers, dcn_impl, resume, init_from, config, check_data and the
-# output paths.
+# Never restored: device, num_workers, dcn_impl, resume, init_from, grow_groups (the grown size
+# is the checkpoint's n_groups), config, check_data and the output paths.
 
 
 class SettingsError(ValueError):
@@ -429,6 +437,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.precision = "fp16"
     if args.resume and args.init_from:
         parser.error("--resume continues a run, --init_from starts a new one: give one of them")
+    if args.grow_groups and not args.init_from:
+        parser.error(
+            f"--grow_groups {args.grow_groups} grows the file of --init_from: give --init_from "
+            "(a resumed run already has its grown size)"
+        )
     if not args.resume:  # a resumed run's batch and patch are the checkpoint's (decision 6)
         try:
             complete_settings(args)

@@ -6,6 +6,7 @@ The official recipe, one command:
 Several GPUs:   torchrun --nproc_per_node N train.py ...
 Resume:         python train.py ... --resume ckpt/airnet_last_train.pth
 Fine-tune:      python train.py ... --init_from ckpt/FILE.pth   (fresh optimiser and schedule)
+Grow:           python train.py ... --init_from ckpt/FILE.pth --grow_groups 1   (one more DGG)
 Check the data: python train.py ... --check_data   (a table of what training would read; exit 0/2)
 Test content:   every run and --check_data name the training and validation images that are
                 benchmark images (data/benchmarks/); --drop_test_content leaves them out
@@ -44,6 +45,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from net import AirNet, load_airnet
+from net.grow import grown_state_dict
 from option import (
     SettingsError,
     apply_checkpoint_settings,
@@ -52,6 +54,7 @@ from option import (
     parse_args,
 )
 from utils.checkpoint import CheckpointError, load_model_state, read_checkpoint
+from utils.cli import N_GROUPS
 from utils.distributed import (
     DistInfo,
     all_reduce_max,
@@ -236,12 +239,30 @@ def read_init_weights(args: argparse.Namespace) -> dict[str, torch.Tensor]:
     if changed:
         settings = " ".join(f"--{name} {value}" for name, value in changed.items())
         logger.info("the size of %s replaces the command line's: %s", args.init_from, settings)
+    if args.grow_groups:
+        grown = args.n_groups + args.grow_groups
+        if grown > N_GROUPS.maximum:
+            raise SetupError(
+                f"--grow_groups {args.grow_groups}: {args.init_from} has {args.n_groups} DGGs, "
+                f"and {grown} is more than the {N_GROUPS.maximum} that --n_groups allows"
+            )
+        logger.info(
+            "--grow_groups %d: DGRN grows from %d to %d DGGs, the added ones starting as the "
+            "identity",
+            args.grow_groups,
+            args.n_groups,
+            grown,
+        )
+        args.n_groups = grown
     return state_dict
 
 
-def load_init_weights(model: AirNet, state_dict: dict[str, torch.Tensor], path: str) -> None:
+def load_init_weights(
+    model: AirNet, state_dict: dict[str, torch.Tensor], path: str, grow_groups: int = 0
+) -> None:
     """Load --init_from weights; a MoCo queue of another length is left fresh (it refills
-    within queue_size / batch_size steps)."""
+    within queue_size / batch_size steps). With ``grow_groups``, ``model`` is the file's size
+    plus that many DGGs, added as the identity (net/grow.py)."""
     queue = state_dict.get("E.E.queue")
     if queue is not None and queue.shape != model.E.E.queue.shape:
         state_dict = {
@@ -249,6 +270,11 @@ def load_init_weights(model: AirNet, state_dict: dict[str, torch.Tensor], path: 
             "E.E.queue": model.E.E.queue,
             "E.E.queue_ptr": model.E.E.queue_ptr,
         }
+    if grow_groups:
+        try:
+            state_dict = grown_state_dict(state_dict, model.state_dict(), grow_groups)
+        except ValueError as error:
+            raise CheckpointError(f"--init_from {path} --grow_groups: {error}") from error
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as error:
@@ -764,7 +790,7 @@ def train(args: argparse.Namespace, info: DistInfo, device: torch.device) -> Tra
     elif args.sync_bn:
         logger.warning("--sync_bn needs several CUDA processes; BatchNorm stays per process")
     if init_state is not None:
-        load_init_weights(model, init_state, args.init_from)
+        load_init_weights(model, init_state, args.init_from, args.grow_groups)
         del init_state
     model.to(device).train()
     head = None

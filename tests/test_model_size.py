@@ -64,7 +64,7 @@ def test_a_partial_record_is_completed_and_a_wrong_one_is_one_line(tmp_path):
 def test_init_from_takes_the_inferred_size(tmp_path):
     flat_file(tmp_path / "small.pth", 8, 1, 2)
     args = argparse.Namespace(init_from=str(tmp_path / "small.pth"), n_feats=64, n_groups=5,
-                              n_blocks=5)  # fmt: skip
+                              n_blocks=5, grow_groups=0)  # fmt: skip
     state_dict = read_init_weights(args)
     assert (args.n_feats, args.n_groups, args.n_blocks) == (8, 1, 2)
     model = AirNet(n_feats=8, n_groups=1, n_blocks=2, queue_size=16)
