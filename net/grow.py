@@ -56,11 +56,9 @@ def grown_state_dict(
     """
     if added < 1:
         raise ValueError(f"groups to add must be >= 1, got {added}")
-    n = count_groups(state_dict)
-    if count_groups(fresh) != n + added:
-        raise ValueError(
-            f"the grown model has {count_groups(fresh)} groups, not {n} + {added} = {n + added}"
-        )
+    n, grown_n = count_groups(state_dict), count_groups(fresh)
+    if grown_n != n + added:
+        raise ValueError(f"the grown model has {grown_n} groups, not {n} + {added} = {n + added}")
     closing_old, closing_new = f"{BODY}{n}.", f"{BODY}{n + added}."
     grown = {}
     for key, value in state_dict.items():
